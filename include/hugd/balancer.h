@@ -1,0 +1,18 @@
+/* Choosing the worker for a new connection: a pure function of the
+ * scoreboard, so it is tested without processes.
+ *
+ * A worker is free when the master may use it, it is not inside the
+ * application, and every connection handed to it has been picked up.  Free
+ * workers win; among them the one owning the fewest connections; ties go to
+ * the first at or after `start` (the caller rotates it so that equal
+ * workers share the load).  -1 means nobody is free: the caller queues the
+ * connection and waits for a worker to report free (late binding). */
+#ifndef HUGD_BALANCER_H
+#define HUGD_BALANCER_H
+
+#include "hugd/scoreboard.h"
+
+int balancer_is_free(const struct sb_slot *s);
+int balancer_pick(const struct scoreboard *sb, int start);
+
+#endif

@@ -1,0 +1,34 @@
+/* The master <-> worker channel: one SOCK_SEQPACKET socketpair per worker.
+ * Master -> worker: a connection (its fd as SCM_RIGHTS) with a small header.
+ * Worker -> master: "I am free" wake-ups.  Message boundaries are kept by
+ * SEQPACKET, so a header never arrives torn. */
+#ifndef HUGD_CHANNEL_H
+#define HUGD_CHANNEL_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+enum chan_type { CHAN_CONN = 1, CHAN_FREE = 2 };
+
+struct chan_msg {
+    uint16_t type;
+    uint16_t listener; /* index of the listening socket it came in on */
+    uint32_t peerlen;
+    struct sockaddr_storage peer; /* accept4's address, saves a getpeername */
+};
+
+/* fds[0] for the master, fds[1] for the worker; both non-blocking and
+ * close-on-exec.  Returns 0 or -1 with errno. */
+int channel_pair(int fds[2]);
+
+/* Returns 0, or -1 with errno (EAGAIN: the worker's queue is full). */
+int channel_send_conn(int ch, int fd, const struct chan_msg *msg);
+
+/* Receive one message.  Returns 1 with *fd set (-1 when none came), 0 at
+ * end of file (the other side is gone), -1 with errno. */
+int channel_recv(int ch, struct chan_msg *msg, int *fd);
+
+int channel_send_free(int ch);
+
+#endif

@@ -1,0 +1,100 @@
+/* One client connection inside a worker: its parser, the request being
+ * read, the response being written.  conn.c drives it (read, write,
+ * timeouts, keep-alive, pipelining); http.c parses; wsgi.c produces the
+ * response by calling the application. */
+#ifndef HUGD_CONN_H
+#define HUGD_CONN_H
+
+#include <ev.h>
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hugd/buf.h"
+#include "hugd/channel.h"
+
+struct worker;
+
+struct http_header {
+    uint32_t name, name_len; /* offsets into the request arena */
+    uint32_t value, value_len;
+};
+
+struct http_request {
+    struct buf arena; /* URL and header bytes, copied as llhttp hands them over */
+    uint32_t url, url_len;
+    struct http_header *hdrs;
+    int nhdrs, hcap;
+    int in_value;  /* the last header callback was a value */
+    int started;   /* the first byte of this request has arrived */
+    int head_done; /* on_headers_complete has run */
+    int complete;  /* on_message_complete has run */
+    uint8_t method, major, minor;
+    int keepalive;       /* what the client's side allows */
+    int expect_continue; /* a "100 Continue" is owed before the body */
+    uint64_t content_length; /* declared, when has_length */
+    int has_length;
+    /* body: in memory up to body_buffer_size, then spooled to a temp file */
+    struct buf body;
+    int body_fd;
+    uint64_t body_size;
+    int error_status; /* when parsing fails: the status to answer with */
+    ev_tstamp started_at;
+};
+
+/* The response being produced for the current request. */
+struct http_response {
+    void *result;        /* PyObject*: the application's iterable, for close() */
+    void *iter;          /* PyObject*: iterator over it, NULL when exhausted */
+    void *start_resp;    /* PyObject*: the start_response object, unhooked at the end */
+    struct buf head;     /* encoded app headers ("Name: value\r\n"...) */
+    int status;          /* numeric status; 0 until start_response */
+    struct buf status_line;
+    int headers_sent;    /* status line and headers are in the output */
+    int chunked;         /* Transfer-Encoding: chunked framing */
+    int no_body;         /* HEAD, 1xx, 204, 304 */
+    int app_close;       /* the app asked for Connection: close */
+    int has_date, has_server;
+    int64_t content_length; /* declared by the app or computed, -1 if unknown */
+    int length_from_app;    /* the app sent Content-Length itself */
+    uint64_t body_sent;  /* body bytes produced (before framing) */
+    void *pending;       /* PyObject* bytes too big to copy, written from here */
+    size_t pending_off;
+    int file_fd;         /* wsgi.file_wrapper: sendfile from here */
+    off_t file_off;
+    uint64_t file_left;
+    int finished;        /* nothing more will be produced */
+};
+
+enum conn_state { CONN_READING, CONN_RESPONDING, CONN_CLOSING };
+
+struct conn {
+    struct worker *w;
+    int fd;
+    int listener;
+    enum conn_state state;
+    ev_io io;
+    ev_timer timer;
+    ev_tstamp deadline;
+    llhttp_t parser;
+    struct buf in; /* unparsed input lives at in.p[in.off .. in.len) */
+    struct http_request req;
+    struct http_response resp;
+    struct buf out;  /* bytes waiting to be written */
+    int keepalive;   /* keep the connection after this response */
+    int peer_eof;    /* the client closed its side */
+    char peer_addr[INET6_ADDRSTRLEN];
+    char peer_port[8];
+    uint64_t requests;
+    struct conn *prev, *next; /* the worker's list, for draining */
+};
+
+/* Take over a connection handed over by the master. */
+void conn_start(struct worker *w, int fd, const struct chan_msg *m);
+/* Close it now, dropping whatever is unsent. */
+void conn_close(struct conn *c);
+/* Graceful stop: close when idle, else after the current response. */
+void conn_drain(struct conn *c);
+
+#endif

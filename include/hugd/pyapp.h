@@ -1,0 +1,28 @@
+/* The embedded interpreter: start-up, loading the application, and the
+ * fork protocol.  Only the master calls these, before it starts serving. */
+#ifndef HUGD_PYAPP_H
+#define HUGD_PYAPP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "hugd/config.h"
+
+/* Start CPython (no Python signal handlers: hugd owns signals) and set up
+ * sys.path.  Returns 0, or -1 after printing why. */
+int pyapp_init(const struct hugd_config *c);
+
+/* Import the target and return the WSGI callable (a new reference).  On
+ * failure prints the traceback (or, for a target that names no callable,
+ * one line) to stderr and returns NULL. */
+PyObject *pyapp_load(const char *target);
+
+/* gc.freeze(): objects that exist now are never touched by the collector,
+ * so the pages holding them stay shared with the workers after fork. */
+int pyapp_freeze(void);
+
+/* In a new worker: dump the Python stack on SIGABRT (a hung worker is sent
+ * SIGABRT before SIGKILL) and on crashes. */
+int pyapp_worker_init(void);
+
+#endif

@@ -1,0 +1,41 @@
+/* A worker process: one libev loop serving many connections. */
+#ifndef HUGD_WORKER_H
+#define HUGD_WORKER_H
+
+#include <ev.h>
+
+#include "hugd/config.h"
+#include "hugd/scoreboard.h"
+#include "hugd/sock.h"
+
+struct conn;
+
+struct worker {
+    struct ev_loop *loop;
+    const struct hugd_config *cfg;
+    const struct listener *listeners;
+    int nlisteners;
+    struct sb_slot *slot;
+    struct scoreboard *sb;
+    int index;
+    int channel; /* our end of the channel to the master */
+    ev_io channel_w;
+    ev_async signal_w;
+    ev_prepare prepare_w;
+    ev_timer drain_w;
+    struct conn *conns; /* every open connection */
+    int nconns;
+    int draining;
+    int told_free; /* a "free" wake-up was sent and nothing changed since */
+    void *py_thread; /* PyThreadState* while the loop waits in poll */
+};
+
+/* Never returns: serves until told to stop, then exits. */
+void worker_main(struct worker *w) __attribute__((noreturn));
+
+/* Called by conn.c around the application call. */
+void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen);
+void worker_leave_app(struct worker *w);
+void worker_conn_closed(struct worker *w, struct conn *c);
+
+#endif

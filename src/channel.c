@@ -1,0 +1,78 @@
+/* Master <-> worker channel; see include/hugd/channel.h. */
+#include "hugd/channel.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+int channel_pair(int fds[2])
+{
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
+}
+
+int channel_send_conn(int ch, int fd, const struct chan_msg *msg)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = sizeof(*msg)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n;
+    do
+        n = sendmsg(ch, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+int channel_recv(int ch, struct chan_msg *msg, int *fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    *fd = -1;
+    ssize_t n;
+    do
+        n = recvmsg(ch, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+            cm->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(fd, CMSG_DATA(cm), sizeof(int));
+    }
+    if ((size_t)n < sizeof(uint32_t)) {
+        /* Too short to be ours: drop it, closing any fd it carried. */
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        msg->type = 0;
+    }
+    return 1;
+}
+
+int channel_send_free(int ch)
+{
+    struct chan_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CHAN_FREE;
+    ssize_t n = send(ch, &m, sizeof(uint32_t) * 2, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 ? -1 : 0;
+}

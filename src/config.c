@@ -1,0 +1,715 @@
+/* Table-driven configuration, in the manner of nginx directives: one row per
+ * setting gives its INI section and key, its command-line spelling (gunicorn's
+ * where gunicorn has the setting), its type, where it lives in struct
+ * hugd_config and its default.  Defaults are strings run through the same
+ * parsers as user input, so --help, --check-config and conf/hugd.ini cannot
+ * drift from what the code does.
+ *
+ * Lists (bind, pythonpath) accumulate within one source and replace what an
+ * earlier source gave: the file's binds replace the default, and the first -b
+ * on the command line replaces the file's.  c->list_restart holds, per table
+ * row, "the next value starts a new list". */
+#include "hugd/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef HUGD_VERSION
+#define HUGD_VERSION "0.1.0"
+#endif
+
+/* Timers elsewhere may turn seconds into int milliseconds; this cannot overflow. */
+#define MAX_SECONDS 2147483
+
+enum type { T_INT, T_SECONDS, T_SIZE, T_STRING, T_LIST, T_BIND, T_LEVEL, T_BOOL, T_ACTION };
+
+struct setting {
+    const char *section; /* NULL: command line only */
+    const char *key;
+    const char *lopt; /* NULL: not an option (TARGET is positional) */
+    int sopt;
+    enum type type;
+    size_t off;
+    long long min, max; /* T_INT, T_SECONDS, T_SIZE */
+    const char *def;    /* parsed like user input; NULL = unset */
+    const char *arg;    /* what --help calls the value */
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct hugd_config, f)
+#define NORANGE 0, 0
+
+/* Rows of one section stay together: config_print walks the table in order. */
+static const struct setting table[] = {
+    {"app", "target", NULL, 0, T_STRING, OFF(target), NORANGE, NULL, "TARGET",
+     "the application: app.py, a module, or module:attr"},
+    {"app", "chdir", "chdir", 0, T_STRING, OFF(chdir), NORANGE, NULL, "DIR",
+     "change to DIR before loading the application"},
+    {"app", "pythonpath", "pythonpath", 0, T_LIST, OFF(pythonpath), NORANGE, NULL, "DIRS",
+     "comma-separated folders put first on sys.path"},
+    {"server", "bind", "bind", 'b', T_BIND, OFF(binds), NORANGE, "127.0.0.1:8000", "ADDRESS",
+     "host:port, [v6]:port or unix:PATH; repeat to listen on several"},
+    {"server", "backlog", "backlog", 0, T_INT, OFF(backlog), 1, 65535, "2048", "N",
+     "listen(2) backlog of each listening socket"},
+    {"server", "accept_queue", "accept-queue", 0, T_INT, OFF(accept_queue), 1, 1000000, "1024", "N",
+     "connections the master holds while no worker is free"},
+    {"workers", "workers", "workers", 'w', T_INT, OFF(workers), 1, HUGD_MAX_WORKERS, "auto", "N",
+     "worker processes; auto = one per online CPU"},
+    {"workers", "timeout", "timeout", 't', T_SECONDS, OFF(timeout), 0, MAX_SECONDS, "30", "SECONDS",
+     "kill a worker whose request runs longer; 0 = no limit"},
+    {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
+     MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
+    {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",
+     "SECONDS", "close idle keep-alive connections after this; 0 = no keep-alive"},
+    {"http", "header_timeout", "header-timeout", 0, T_SECONDS, OFF(header_timeout), 0, MAX_SECONDS,
+     "30", "SECONDS", "time a client has to send a request head; 0 = no limit"},
+    {"http", "limit_request_line", "limit-request-line", 0, T_INT, OFF(limit_request_line), 1,
+     1048576, "8190", "BYTES", "longest request line (method, target, version)"},
+    {"http", "limit_request_fields", "limit-request-fields", 0, T_INT, OFF(limit_request_fields), 1,
+     32768, "100", "N", "most header fields in one request"},
+    {"http", "limit_request_field_size", "limit-request-field-size", 0, T_INT,
+     OFF(limit_request_field_size), 1, 1048576, "8190", "BYTES", "longest header field"},
+    {"http", "max_body_size", "max-body-size", 0, T_SIZE, OFF(max_body_size), 0, LLONG_MAX, "100M",
+     "SIZE", "larger request bodies get 413; 0 = no limit"},
+    {"http", "body_buffer_size", "body-buffer-size", 0, T_SIZE, OFF(body_buffer_size), 0, 1LL << 30,
+     "1M", "SIZE", "body bytes kept in memory; the rest goes to a temp file"},
+    {"log", "access_logfile", "access-logfile", 0, T_STRING, OFF(access_logfile), NORANGE, NULL,
+     "FILE", "write an access log line per request to FILE; - = stdout"},
+    {"log", "error_logfile", "error-logfile", 0, T_STRING, OFF(error_logfile), NORANGE, "-", "FILE",
+     "error log; - = stderr"},
+    {"log", "log_level", "log-level", 0, T_LEVEL, OFF(log_level), NORANGE, "info", "LEVEL",
+     "debug, info, warning, error or critical"},
+    {NULL, "config", "config", 'c', T_STRING, OFF(config_file), NORANGE, NULL, "FILE",
+     "read settings from FILE; options given here win over it"},
+    {NULL, "check-config", "check-config", 0, T_BOOL, OFF(check_config), NORANGE, "no", NULL,
+     "check the configuration, print it and exit"},
+    {NULL, "version", "version", 0, T_ACTION, 0, NORANGE, NULL, NULL, "print the version and exit"},
+    {NULL, "help", "help", 'h', T_ACTION, 0, NORANGE, NULL, NULL, "print this help and exit"},
+};
+
+#define NSETTINGS (sizeof table / sizeof *table)
+_Static_assert(NSETTINGS <= sizeof(unsigned) * CHAR_BIT, "list_restart has a bit per row");
+
+static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
+
+const char *log_level_name(enum log_level l)
+{
+    return (unsigned)l < sizeof level_names / sizeof *level_names ? level_names[l] : "unknown";
+}
+
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void *field(const void *c, const struct setting *e)
+{
+    return (char *)c + e->off;
+}
+
+static unsigned list_rows(void)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (table[i].type == T_LIST || table[i].type == T_BIND)
+            bits |= 1u << i;
+    return bits;
+}
+
+/* True at the first value of a list in a new source; clears the mark. */
+static int restart_list(struct hugd_config *c, const struct setting *e)
+{
+    unsigned bit = 1u << (e - table);
+    int r = (c->list_restart & bit) != 0;
+    c->list_restart &= ~bit;
+    return r;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > HUGD_MAX_WORKERS ? HUGD_MAX_WORKERS : (int)n;
+}
+
+/* Whole-string decimal integer; strtoll alone accepts "12abc" and "". */
+static int parse_ll(const char *v, long long *out, char **end)
+{
+    errno = 0;
+    *out = strtoll(v, end, 10);
+    return *end == v || errno ? -1 : 0;
+}
+
+/* "100M" rather than "104857600" where the value allows it. */
+static const char *format_size(char *buf, size_t len, long long v)
+{
+    static const char units[] = "GMk";
+    for (int i = 0; i < 3; i++) {
+        long long unit = 1LL << (10 * (3 - i));
+        if (v && v % unit == 0) {
+            snprintf(buf, len, "%lld%c", v / unit, units[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%lld", v);
+    return buf;
+}
+
+/* The shortest text that reads back as the same double, without exponents:
+ * "30", "0.5". */
+static const char *format_seconds(char *buf, size_t len, double d)
+{
+    for (int prec = 0; prec <= 17; prec++) {
+        snprintf(buf, len, "%.*f", prec, d);
+        if (strtod(buf, NULL) == d)
+            return buf;
+    }
+    snprintf(buf, len, "%.17g", d);
+    return buf;
+}
+
+static int parse_size(const struct setting *e, const char *v, long long *out, char *err, size_t len)
+{
+    long long n, unit = 1;
+    char *end, a[32], b[32];
+    if (*v < '0' || *v > '9' || parse_ll(v, &n, &end) < 0)
+        goto bad;
+    const char *units = "kKmMgG", *u = *end ? strchr(units, *end) : NULL;
+    if (u) {
+        unit = 1LL << (10 * (1 + (u - units) / 2));
+        end++;
+    }
+    if (*end)
+        goto bad;
+    if (n > LLONG_MAX / unit || n * unit < e->min || n * unit > e->max)
+        return fail(err, len, "'%s' is out of range (%s..%s)", v, format_size(a, sizeof a, e->min),
+                    format_size(b, sizeof b, e->max));
+    *out = n * unit;
+    return 0;
+bad:
+    return fail(err, len, "'%s' is not a size (bytes, or a number with k, M or G)", v);
+}
+
+static int set_string(char **p, const char *v, char *err, size_t len)
+{
+    char *s = NULL;
+    if (*v && !(s = strdup(v)))
+        return fail(err, len, "out of memory");
+    free(*p);
+    *p = s; /* an empty value unsets */
+    return 0;
+}
+
+/* pythonpath: kept comma-joined, as the header promises; blanks around
+ * commas and empty items are dropped so config_print can write one per line. */
+static int add_paths(struct hugd_config *c, const struct setting *e, const char *v, char *err,
+                     size_t len)
+{
+    char **p = field(c, e);
+    if (restart_list(c, e)) {
+        free(*p);
+        *p = NULL;
+    }
+    while (*v) {
+        size_t n = strcspn(v, ","), skip = n + (v[n] == ',');
+        while (n && (*v == ' ' || *v == '\t'))
+            v++, n--, skip--;
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        if (n) {
+            size_t old = *p ? strlen(*p) : 0;
+            char *s = realloc(*p, old + n + 2);
+            if (!s)
+                return fail(err, len, "out of memory");
+            if (old)
+                s[old++] = ',';
+            memcpy(s + old, v, n);
+            s[old + n] = '\0';
+            *p = s;
+        }
+        v += skip;
+    }
+    return 0;
+}
+
+static int check_bind(const char *a, char *err, size_t len)
+{
+    static const char form[] = "'%s' is not host:port, [v6]:port or unix:PATH";
+    const char *colon = strrchr(a, ':');
+    char host[64];
+    long long port;
+    char *end;
+
+    if (strncmp(a, "unix:", 5) == 0) {
+        size_t n = strlen(a + 5), max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+        if (n == 0)
+            return fail(err, len, "'%s' has no socket path", a);
+        if (n > max)
+            return fail(err, len, "'%s': socket path is longer than %zu bytes", a, max);
+        return 0;
+    }
+    if (!colon)
+        return fail(err, len, form, a);
+    if (a[0] == '[') {
+        size_t n = (size_t)(colon - a) - 2;
+        if (colon[-1] != ']' || n == 0 || n >= sizeof host)
+            return fail(err, len, form, a);
+        memcpy(host, a + 1, n);
+        host[n] = '\0';
+        host[strcspn(host, "%")] = '\0'; /* a zone (%eth0) is the kernel's business */
+        struct in6_addr in6;
+        if (inet_pton(AF_INET6, host, &in6) != 1)
+            return fail(err, len, "'%s': '%s' is not an IPv6 address", a, host);
+    } else if (colon == a) {
+        return fail(err, len, "'%s' has no host (0.0.0.0 listens on every interface)", a);
+    } else if (memchr(a, ':', (size_t)(colon - a))) {
+        return fail(err, len, "'%s': put an IPv6 address in brackets, as in [::1]:8000", a);
+    } else if (strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+               (size_t)(colon - a)) {
+        return fail(err, len, form, a);
+    }
+    if (colon[1] < '0' || colon[1] > '9' || parse_ll(colon + 1, &port, &end) < 0 || *end)
+        return fail(err, len, "'%s': '%s' is not a port number", a, colon + 1);
+    if (port < 1 || port > 65535)
+        return fail(err, len, "'%s': port %lld is out of range (1..65535)", a, port);
+    return 0;
+}
+
+/* One value may hold several addresses ("a:1, b:2"); all are checked before
+ * any is kept, so a bad value leaves the list as it was. */
+static int add_binds(struct hugd_config *c, const struct setting *e, const char *v, char *err,
+                     size_t len)
+{
+    char *copy = strdup(v), *tok[HUGD_MAX_BINDS], *save = NULL, *t;
+    int n = 0, restart = (c->list_restart >> (e - table)) & 1;
+    int base = restart ? 0 : c->nbinds, r = -1;
+
+    if (!copy)
+        return fail(err, len, "out of memory");
+    for (t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+        if (check_bind(t, err, len) < 0)
+            goto out;
+        for (int i = 0; i < base + n; i++) {
+            if (strcmp(i < base ? c->binds[i] : tok[i - base], t) == 0) {
+                fail(err, len, "'%s' is given twice", t);
+                goto out;
+            }
+        }
+        if (base + n == HUGD_MAX_BINDS) {
+            fail(err, len, "more than %d addresses", HUGD_MAX_BINDS);
+            goto out;
+        }
+        tok[n++] = t;
+    }
+    if (n == 0) {
+        fail(err, len, "no address given");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!(tok[i] = strdup(tok[i]))) {
+            while (i--)
+                free(tok[i]);
+            fail(err, len, "out of memory");
+            goto out;
+        }
+    }
+    if (restart_list(c, e)) {
+        for (int i = 0; i < c->nbinds; i++)
+            free(c->binds[i]);
+        c->nbinds = 0;
+    }
+    for (int i = 0; i < n; i++)
+        c->binds[c->nbinds++] = tok[i];
+    r = 0;
+out:
+    free(copy);
+    return r;
+}
+
+/* Parse v into the row's field.  The message names the value, not the key:
+ * the caller adds "key: " or "--option: ". */
+static int set_value(struct hugd_config *c, const struct setting *e, const char *v, char *err,
+                     size_t len)
+{
+    long long n;
+    char *end;
+
+    switch (e->type) {
+    case T_INT:
+        if (e->off == OFF(workers) && strcmp(v, "auto") == 0)
+            n = online_cpus();
+        else if (parse_ll(v, &n, &end) < 0 || *end)
+            return fail(err, len, "'%s' is not a number", v);
+        if (n < e->min || n > e->max)
+            return fail(err, len, "'%s' is out of range (%lld..%lld)", v, e->min, e->max);
+        *(int *)field(c, e) = (int)n;
+        return 0;
+    case T_SECONDS: {
+        double d = strtod(v, &end);
+        if (end == v || *end || !isfinite(d))
+            return fail(err, len, "'%s' is not a number of seconds", v);
+        if (d < (double)e->min || d > (double)e->max)
+            return fail(err, len, "'%s' is out of range (%lld..%lld seconds)", v, e->min, e->max);
+        *(double *)field(c, e) = d;
+        return 0;
+    }
+    case T_SIZE:
+        return parse_size(e, v, field(c, e), err, len);
+    case T_STRING:
+        return set_string(field(c, e), v, err, len);
+    case T_LIST:
+        return add_paths(c, e, v, err, len);
+    case T_BIND:
+        return add_binds(c, e, v, err, len);
+    case T_LEVEL:
+        for (size_t i = 0; i < sizeof level_names / sizeof *level_names; i++) {
+            if (strcasecmp(v, level_names[i]) == 0) {
+                *(enum log_level *)field(c, e) = (enum log_level)i;
+                return 0;
+            }
+        }
+        return fail(err, len, "'%s' is not one of debug, info, warning, error, critical", v);
+    case T_BOOL:
+        if (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
+            !strcasecmp(v, "on"))
+            *(int *)field(c, e) = 1;
+        else if (!strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
+                 !strcasecmp(v, "off"))
+            *(int *)field(c, e) = 0;
+        else
+            return fail(err, len, "'%s' is not yes or no", v);
+        return 0;
+    case T_ACTION:
+        break;
+    }
+    return fail(err, len, "cannot be set");
+}
+
+void config_defaults(struct hugd_config *c)
+{
+    char err[256];
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (table[i].def && set_value(c, &table[i], table[i].def, err, sizeof err) < 0) {
+            /* A bad default is a bug in this table, caught by the unit test. */
+            fprintf(stderr, "hugd: default of %s: %s\n", table[i].key, err);
+            abort();
+        }
+    }
+    c->list_restart = list_rows();
+}
+
+int config_set(struct hugd_config *c, const char *section, const char *key, const char *value,
+               char *err, size_t errlen)
+{
+    int known_section = 0;
+    if (!section || !*section)
+        return fail(err, errlen, "'%s' is outside any section", key);
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *e = &table[i];
+        if (!e->section || strcmp(e->section, section) != 0)
+            continue;
+        known_section = 1;
+        if (strcmp(e->key, key) != 0)
+            continue;
+        char msg[256];
+        if (!value)
+            return fail(err, errlen, "%s: no value", key);
+        if (set_value(c, e, value, msg, sizeof msg) < 0)
+            return fail(err, errlen, "%s: %s", key, msg);
+        return 0;
+    }
+    if (!known_section)
+        return fail(err, errlen, "unknown section [%s]", section);
+    return fail(err, errlen, "unknown key '%s' in [%s]", key, section);
+}
+
+/* inih gives the handler no line number; reading the lines ourselves does,
+ * and lets a handler error stop the parse (return NULL = end of file). */
+struct load {
+    struct hugd_config *c;
+    FILE *f;
+    int line;     /* lines read */
+    int err_line; /* line of msg; 0 while all is well */
+    int read_errno;
+    char msg[256];
+};
+
+static char *read_line(char *buf, int size, void *stream)
+{
+    struct load *ld = stream;
+    if (ld->err_line)
+        return NULL;
+    if (!fgets(buf, size, ld->f)) {
+        if (ferror(ld->f))
+            ld->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    ld->line++;
+    size_t n = strlen(buf);
+    /* inih would silently take the rest of an over-long line as a new line. */
+    if (n == (size_t)size - 1 && buf[n - 1] != '\n') {
+        int ch = getc(ld->f);
+        if (ch == '\r')
+            ch = getc(ld->f);
+        if (ch != EOF && ch != '\n') {
+            snprintf(ld->msg, sizeof ld->msg, "line is longer than %d bytes", size - 1);
+            ld->err_line = ld->line;
+            return NULL;
+        }
+    }
+    return buf;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *value)
+{
+    struct load *ld = user;
+    if (config_set(ld->c, section, key, value, ld->msg, sizeof ld->msg) == 0)
+        return 1;
+    ld->err_line = ld->line;
+    return 0;
+}
+
+int config_load_file(struct hugd_config *c, const char *path, char *err, size_t errlen)
+{
+    struct load ld = {.c = c};
+    if (!(ld.f = fopen(path, "r")))
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    c->list_restart = list_rows();
+    int r = ini_parse_stream(read_line, &ld, on_key, &ld);
+    fclose(ld.f);
+    /* inih reports lines it cannot parse itself only through r. */
+    if (r > 0 && (!ld.err_line || r < ld.err_line))
+        return fail(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
+                    r);
+    if (ld.err_line)
+        return fail(err, errlen, "%s:%d: %s", path, ld.err_line, ld.msg);
+    if (ld.read_errno)
+        return fail(err, errlen, "%s: cannot read: %s", path, strerror(ld.read_errno));
+    if (r < 0)
+        return fail(err, errlen, "%s: out of memory", path);
+    return 0;
+}
+
+static void put(FILE *out, const char *key, const char *value)
+{
+    fprintf(out, "%s =%s%s\n", key, value && *value ? " " : "", value ? value : "");
+}
+
+void config_print(const struct hugd_config *c, FILE *out)
+{
+    const char *section = NULL;
+    char buf[64];
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *e = &table[i];
+        const void *p = field(c, e);
+        if (!e->section)
+            continue;
+        if (!section || strcmp(section, e->section) != 0)
+            fprintf(out, "%s[%s]\n", section ? "\n" : "", e->section);
+        section = e->section;
+        switch (e->type) {
+        case T_INT:
+            snprintf(buf, sizeof buf, "%d", *(const int *)p);
+            put(out, e->key, buf);
+            break;
+        case T_SECONDS:
+            put(out, e->key, format_seconds(buf, sizeof buf, *(const double *)p));
+            break;
+        case T_SIZE:
+            put(out, e->key, format_size(buf, sizeof buf, *(const long long *)p));
+            break;
+        case T_STRING:
+            put(out, e->key, *(char *const *)p);
+            break;
+        case T_LIST: {
+            /* One line per item keeps each line short enough for inih. */
+            const char *s = *(char *const *)p;
+            if (!s)
+                put(out, e->key, NULL);
+            for (; s && *s; s += strcspn(s, ",") + (s[strcspn(s, ",")] == ','))
+                fprintf(out, "%s = %.*s\n", e->key, (int)strcspn(s, ","), s);
+            break;
+        }
+        case T_BIND:
+            for (int j = 0; j < c->nbinds; j++)
+                put(out, e->key, c->binds[j]);
+            break;
+        case T_LEVEL:
+            put(out, e->key, log_level_name(*(const enum log_level *)p));
+            break;
+        case T_BOOL:
+            put(out, e->key, *(const int *)p ? "yes" : "no");
+            break;
+        case T_ACTION:
+            break;
+        }
+    }
+}
+
+void config_free(struct hugd_config *c)
+{
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        if (table[i].type == T_STRING || table[i].type == T_LIST) {
+            char **p = field(c, &table[i]);
+            free(*p);
+            *p = NULL;
+        }
+    }
+    for (int i = 0; i < c->nbinds; i++)
+        free(c->binds[i]);
+    c->nbinds = 0;
+}
+
+/* --help: options in the first 30 columns, help wrapped before column 80. */
+#define HELP_COL 30
+
+static void put_word(FILE *out, int *col, const char *w, int len)
+{
+    if (*col > HELP_COL && *col + 1 + len > 79)
+        *col = fprintf(out, "\n%*s", HELP_COL, "") - 1;
+    else if (*col > HELP_COL)
+        *col += fprintf(out, " ");
+    *col += fprintf(out, "%.*s", len, w);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: hugd [OPTION]... TARGET\n"
+                 "Serve the WSGI application TARGET (app.py, a module, or module:attr).\n\n");
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *e = &table[i];
+        char def[64];
+        if (!e->lopt)
+            continue;
+        int col = fprintf(out, "  %c%c%c --%s%s%s", e->sopt ? '-' : ' ', e->sopt ? e->sopt : ' ',
+                          e->sopt ? ',' : ' ', e->lopt, e->arg ? " " : "", e->arg ? e->arg : "");
+        if (col > HELP_COL - 2) /* a long option gets its help on the next line */
+            col = fprintf(out, "\n") - 1;
+        col += fprintf(out, "%*s", HELP_COL - col, "");
+        for (const char *w = e->help; *w; w += strspn(w, " ")) {
+            int len = (int)strcspn(w, " ");
+            put_word(out, &col, w, len);
+            w += len;
+        }
+        if (e->def && e->arg) /* kept on one line */
+            put_word(out, &col, def, snprintf(def, sizeof def, "(default: %s)", e->def));
+        fputc('\n', out);
+    }
+    fprintf(out, "\nOptions given on the command line win over the file given with -c.\n");
+}
+
+static const struct setting *by_option(int val)
+{
+    if (val >= 256 && val < 256 + (int)NSETTINGS)
+        return &table[val - 256];
+    for (size_t i = 0; val > 0 && i < NSETTINGS; i++)
+        if (table[i].sopt == val)
+            return &table[i];
+    return NULL;
+}
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("hugd: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'hugd --help' for more information.\n", stderr);
+    return HUGD_EX_USAGE;
+}
+
+int config_from_args(struct hugd_config *c, int argc, char **argv)
+{
+    struct option opts[NSETTINGS + 1] = {{0}};
+    /* '-': positionals come back in order as 1, whatever POSIXLY_CORRECT says;
+     * ':': we word the errors ourselves. */
+    char shorts[3 + 2 * NSETTINGS] = "-:", *sp = shorts + 2, err[256];
+    const char *target = NULL;
+    int ch, n = 0, help = 0, version = 0;
+
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *e = &table[i];
+        int has_arg = e->type == T_BOOL || e->type == T_ACTION ? no_argument : required_argument;
+        if (!e->lopt)
+            continue;
+        opts[n++] = (struct option){e->lopt, has_arg, NULL, e->sopt ? e->sopt : 256 + (int)i};
+        if (e->sopt) {
+            *sp++ = (char)e->sopt;
+            if (has_arg)
+                *sp++ = ':';
+        }
+    }
+    *sp = '\0';
+
+    /* Pass 1: option syntax, -c, --help, --version.  The file must be loaded
+     * before the other options so that they land on top of it. */
+    for (optind = 0; (ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1;) {
+        const struct setting *e = by_option(ch == '?' || ch == ':' ? optopt : ch);
+        if (ch == '?' && e)
+            return usage_error("option '--%s' takes no value", e->lopt);
+        if (ch == '?' && optopt)
+            return usage_error("unknown option '-%c'", optopt);
+        if (ch == '?')
+            return usage_error("unknown or ambiguous option '%s'", argv[optind - 1]);
+        if (ch == ':')
+            return usage_error("option '--%s' needs a value", e ? e->lopt : "?");
+        if (ch == 1)
+            continue;
+        if (strcmp(e->key, "config") == 0)
+            set_value(c, e, optarg, err, sizeof err);
+        help |= strcmp(e->key, "help") == 0;
+        version |= strcmp(e->key, "version") == 0;
+    }
+    if (help) {
+        usage(stdout);
+        return 1;
+    }
+    if (version) {
+        printf("hugd %s\n", HUGD_VERSION);
+        return 1;
+    }
+    if (c->config_file && config_load_file(c, c->config_file, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return HUGD_EX_CONFIG;
+    }
+
+    /* Pass 2: everything else, on top of the file. */
+    c->list_restart = list_rows();
+    for (optind = 0; (ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1;) {
+        const struct setting *e = by_option(ch);
+        if (ch == 1) {
+            if (target)
+                return usage_error("one TARGET expected, got '%s' and '%s'", target, optarg);
+            target = optarg;
+        } else if (e->type != T_ACTION && strcmp(e->key, "config") != 0 &&
+                   set_value(c, e, optarg ? optarg : "yes", err, sizeof err) < 0) {
+            return usage_error("--%s: %s", e->lopt, err);
+        }
+    }
+    for (; optind < argc; optind++) { /* after "--" */
+        if (target)
+            return usage_error("one TARGET expected, got '%s' and '%s'", target, argv[optind]);
+        target = argv[optind];
+    }
+    for (size_t i = 0; target && i < NSETTINGS; i++)
+        if (table[i].off == OFF(target) && table[i].type == T_STRING &&
+            set_value(c, &table[i], target, err, sizeof err) < 0)
+            return usage_error("%s", err);
+    if (!c->target && !c->check_config)
+        return usage_error("no TARGET given (app.py, a module, or module:attr)");
+    return 0;
+}

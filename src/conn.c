@@ -1,0 +1,403 @@
+/* Connection lifecycle in a worker: read, parse, respond, keep alive or
+ * close.  Functions that may close the connection return -1 when they did,
+ * so callers never touch a freed conn. */
+#include "hugd/conn.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hugd/http.h"
+#include "hugd/log.h"
+#include "hugd/worker.h"
+#include "hugd/wsgi.h"
+
+#define READ_CHUNK 16384
+#define LINGER_SECONDS 2.0
+
+static void on_io(struct ev_loop *loop, ev_io *io, int revents);
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
+static int process(struct conn *c);
+
+static void set_deadline(struct conn *c, double seconds)
+{
+    struct ev_loop *loop = c->w->loop;
+    c->deadline = ev_now(loop) + seconds;
+    if (!ev_is_active(&c->timer)) {
+        ev_timer_set(&c->timer, seconds, 0.);
+        ev_timer_start(loop, &c->timer);
+    }
+    /* An active timer that fires early re-arms itself for the rest (see
+     * on_timer): moving a deadline costs no syscall and no heap update. */
+}
+
+static void want(struct conn *c, int events)
+{
+    if ((c->io.events & (EV_READ | EV_WRITE)) == events && ev_is_active(&c->io))
+        return;
+    ev_io_stop(c->w->loop, &c->io);
+    ev_io_set(&c->io, c->fd, events);
+    if (events)
+        ev_io_start(c->w->loop, &c->io);
+}
+
+void conn_start(struct worker *w, int fd, const struct chan_msg *m)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_err(ENOMEM, "cannot take a connection");
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->listener = m->listener < w->nlisteners ? m->listener : 0;
+    c->resp.file_fd = -1;
+    c->resp.content_length = -1;
+    const struct sockaddr *sa = (const struct sockaddr *)&m->peer;
+    sock_peer_text(sa, c->peer_addr, sizeof(c->peer_addr), c->peer_port, sizeof(c->peer_port));
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        int one = 1;
+        /* Responses go out in one write; don't let Nagle hold the tail. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    http_conn_init(c);
+    ev_io_init(&c->io, on_io, fd, EV_READ);
+    ev_init(&c->timer, on_timer);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    c->state = CONN_READING;
+    ev_io_start(w->loop, &c->io);
+    set_deadline(c, w->cfg->header_timeout);
+    /* The request is usually there already: read it now, not after a loop
+     * iteration. */
+    on_io(w->loop, &c->io, EV_READ);
+}
+
+void conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+    wsgi_finish(c);
+    wsgi_drop_pending(c);
+    ev_io_stop(w->loop, &c->io);
+    ev_timer_stop(w->loop, &c->timer);
+    close(c->fd);
+    if (c->resp.file_fd >= 0)
+        close(c->resp.file_fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    http_request_free(&c->req);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->resp.head);
+    buf_free(&c->resp.status_line);
+    free(c);
+    worker_conn_closed(w, NULL);
+}
+
+/* Half-close and drain what the client still sends for a moment, so that
+ * the response is not destroyed by a reset caused by unread input. */
+static int start_closing(struct conn *c)
+{
+    c->state = CONN_CLOSING;
+    if (shutdown(c->fd, SHUT_WR) < 0 || c->peer_eof) {
+        conn_close(c);
+        return -1;
+    }
+    want(c, EV_READ);
+    c->deadline = 0;
+    set_deadline(c, LINGER_SECONDS);
+    return 0;
+}
+
+static int linger_read(struct conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, scratch, sizeof(scratch));
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        conn_close(c);
+        return -1;
+    }
+}
+
+/* Write what is queued.  1: all out; 0: the socket is full; -1: closed. */
+static int flush(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    for (;;) {
+        size_t head = buf_pending(&c->out);
+        size_t tail = 0;
+        const char *tailp = NULL;
+        if (rp->pending) {
+            tailp = PyBytes_AS_STRING((PyObject *)rp->pending) + rp->pending_off;
+            tail = (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending) - rp->pending_off;
+        }
+        if (head + tail == 0)
+            break;
+        struct iovec iov[2];
+        int n = 0;
+        if (head)
+            iov[n++] = (struct iovec){c->out.p + c->out.off, head};
+        if (tail)
+            iov[n++] = (struct iovec){(void *)tailp, tail};
+        ssize_t w = n == 1 ? write(c->fd, iov[0].iov_base, iov[0].iov_len) : writev(c->fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            log_debug("write to %s: %s", c->peer_addr, strerror(errno));
+            conn_close(c);
+            return -1;
+        }
+        size_t done = (size_t)w;
+        size_t from_head = done < head ? done : head;
+        c->out.off += from_head;
+        done -= from_head;
+        if (c->out.off == c->out.len)
+            buf_clear(&c->out);
+        if (rp->pending) {
+            rp->pending_off += done;
+            if (rp->pending_off == (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending))
+                wsgi_drop_pending(c);
+        }
+    }
+    while (rp->file_left) {
+        size_t want_n = rp->file_left > (1u << 30) ? (1u << 30) : (size_t)rp->file_left;
+        ssize_t w = sendfile(c->fd, rp->file_fd, &rp->file_off, want_n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            log_debug("sendfile to %s: %s", c->peer_addr, strerror(errno));
+            conn_close(c);
+            return -1;
+        }
+        if (w == 0) {
+            /* The file shrank under us: the promised length can't be met. */
+            log_warnx("file for %s ended early; closing the connection", c->peer_addr);
+            conn_close(c);
+            return -1;
+        }
+        rp->file_left -= (uint64_t)w;
+    }
+    if (rp->file_fd >= 0 && rp->finished) {
+        close(rp->file_fd);
+        rp->file_fd = -1;
+    }
+    return 1;
+}
+
+static void access_log(struct conn *c)
+{
+    if (!log_access_enabled())
+        return;
+    const struct http_request *r = &c->req;
+    char t[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(t, sizeof(t), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    size_t rl = 0, ul = 0;
+    const char *ref = http_header(r, "referer", &rl);
+    const char *ua = http_header(r, "user-agent", &ul);
+    char line[4096];
+    int n = snprintf(line, sizeof(line),
+                     "%s - - [%s] \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.6f\n",
+                     c->peer_addr[0] ? c->peer_addr : "-", t,
+                     llhttp_method_name((llhttp_method_t)r->method), (int)(r->url_len > 2000 ? 2000 : r->url_len),
+                     r->arena.p + r->url, r->major, r->minor, c->resp.status,
+                     (unsigned long long)c->resp.body_sent, ref ? (int)(rl > 500 ? 500 : rl) : 1,
+                     ref ? ref : "-", ua ? (int)(ul > 500 ? 500 : ul) : 1, ua ? ua : "-",
+                     ev_time() - r->started_at);
+    if (n > 0)
+        log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* The response is out.  Returns 0 when the connection goes on reading. */
+static int finish_response(struct conn *c)
+{
+    wsgi_finish(c);
+    access_log(c);
+    c->requests++;
+    atomic_fetch_add(&c->w->slot->requests, 1);
+    buf_clear(&c->resp.head);
+    if (!c->keepalive || c->w->draining)
+        return start_closing(c);
+    http_next(c);
+    c->state = CONN_READING;
+    want(c, EV_READ);
+    set_deadline(c, c->w->cfg->keepalive);
+    return 0;
+}
+
+/* Push the response on as far as the socket takes it.  Returns -1 when the
+ * connection was closed, 0 otherwise. */
+static int continue_response(struct conn *c)
+{
+    for (;;) {
+        int r = flush(c);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            want(c, EV_WRITE);
+            set_deadline(c, c->w->cfg->header_timeout);
+            return 0;
+        }
+        if (c->resp.finished)
+            return finish_response(c);
+        if (wsgi_produce(c) < 0) {
+            /* Headers are out and the body cannot be completed: the only
+             * honest signal left is closing the connection. */
+            c->keepalive = 0;
+            c->resp.finished = 1;
+        }
+    }
+}
+
+static int answer_error(struct conn *c, int status)
+{
+    c->resp.status = status;
+    c->keepalive = 0;
+    c->resp.finished = 1;
+    http_error_response(&c->out, status, ev_now(c->w->loop));
+    c->state = CONN_RESPONDING;
+    return continue_response(c);
+}
+
+static int send_continue(struct conn *c)
+{
+    static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    c->req.expect_continue = 0;
+    ssize_t n = write(c->fd, msg, sizeof(msg) - 1);
+    /* A short write of 25 bytes to a fresh socket doesn't happen; if it did
+     * the client just sends the body after its own timeout. */
+    (void)n;
+    return 0;
+}
+
+static int process(struct conn *c)
+{
+    while (c->state == CONN_READING && c->in.off < c->in.len) {
+        enum http_feed_result r = http_feed(c);
+        if (r == FEED_ERROR)
+            return answer_error(c, c->req.error_status);
+        if (r == FEED_NEED_MORE) {
+            if (c->req.expect_continue)
+                send_continue(c);
+            if (c->req.started)
+                set_deadline(c, c->w->cfg->header_timeout);
+            break;
+        }
+        /* A whole request. */
+        want(c, 0);
+        c->state = CONN_RESPONDING;
+        c->keepalive = c->req.keepalive && c->w->cfg->keepalive > 0 && !c->w->draining;
+        wsgi_respond(c);
+        if (continue_response(c) < 0)
+            return -1;
+    }
+    if (c->state == CONN_READING && c->in.off == c->in.len)
+        buf_clear(&c->in);
+    return 0;
+}
+
+static void read_some(struct conn *c)
+{
+    for (;;) {
+        if (c->in.off && c->in.cap - c->in.len < READ_CHUNK / 2) {
+            memmove(c->in.p, c->in.p + c->in.off, c->in.len - c->in.off);
+            c->in.len -= c->in.off;
+            c->in.off = 0;
+        }
+        buf_reserve(&c->in, READ_CHUNK);
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = read(c->fd, c->in.p + c->in.len, room);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return;
+            log_debug("read from %s: %s", c->peer_addr, strerror(errno));
+            conn_close(c);
+            return;
+        }
+        if (n == 0) {
+            /* The client is done.  Mid-request, nothing can be answered. */
+            c->peer_eof = 1;
+            conn_close(c);
+            return;
+        }
+        c->in.len += (size_t)n;
+        if (process(c) < 0 || c->state != CONN_READING)
+            return;
+        if ((size_t)n < room)
+            return; /* drained: wait for the next readiness */
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct conn *c = (struct conn *)((char *)io - offsetof(struct conn, io));
+    if (c->state == CONN_CLOSING) {
+        linger_read(c);
+        return;
+    }
+    if (c->state == CONN_RESPONDING && (revents & EV_WRITE)) {
+        if (continue_response(c) < 0)
+            return;
+        if (c->state == CONN_READING && process(c) < 0)
+            return;
+        if (c->state == CONN_READING)
+            read_some(c);
+        return;
+    }
+    if (c->state == CONN_READING && (revents & EV_READ))
+        read_some(c);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+    ev_tstamp left = c->deadline - ev_now(loop);
+    if (left > 0.001) {
+        ev_timer_set(t, left, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    if (c->state == CONN_READING && c->req.started && !c->w->draining) {
+        log_debug("request from %s timed out", c->peer_addr);
+        answer_error(c, 408);
+        return;
+    }
+    conn_close(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
+        conn_close(c);
+    /* Others close after their response: finish_response sees draining. */
+}

@@ -1,0 +1,342 @@
+/* HTTP/1.x request parsing with llhttp; see include/hugd/http.h. */
+#include "hugd/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hugd/log.h"
+#include "hugd/worker.h"
+
+static struct http_limits limits = {8190, 100, 8190, 0, 1 << 20};
+static llhttp_settings_t settings;
+
+void http_set_limits(const struct http_limits *l)
+{
+    limits = *l;
+}
+
+static struct conn *conn_of(llhttp_t *p)
+{
+    return (struct conn *)p->data;
+}
+
+static int fail(llhttp_t *p, int status)
+{
+    conn_of(p)->req.error_status = status;
+    return -1;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->started = 1;
+    r->started_at = ev_now(conn_of(p)->w->loop);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_request *r = &conn_of(p)->req;
+    if (r->url_len + len > limits.request_line)
+        return fail(p, 414);
+    if (r->url_len == 0)
+        r->url = (uint32_t)r->arena.len;
+    buf_append(&r->arena, at, len);
+    r->url_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_request *r = &conn_of(p)->req;
+    struct http_header *h;
+    if (r->nhdrs == 0 || r->in_value) {
+        /* A new header line begins. */
+        if ((uint32_t)r->nhdrs >= limits.fields)
+            return fail(p, 431);
+        if (r->nhdrs == r->hcap) {
+            int cap = r->hcap ? r->hcap * 2 : 16;
+            void *n = realloc(r->hdrs, (size_t)cap * sizeof(*r->hdrs));
+            if (!n)
+                return fail(p, 500);
+            r->hdrs = n;
+            r->hcap = cap;
+        }
+        h = &r->hdrs[r->nhdrs++];
+        h->name = (uint32_t)r->arena.len;
+        h->name_len = h->value = h->value_len = 0;
+        r->in_value = 0;
+    }
+    h = &r->hdrs[r->nhdrs - 1];
+    if (h->name_len + len > limits.field_size)
+        return fail(p, 431);
+    buf_append(&r->arena, at, len);
+    h->name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_request *r = &conn_of(p)->req;
+    if (r->nhdrs == 0)
+        return fail(p, 400);
+    struct http_header *h = &r->hdrs[r->nhdrs - 1];
+    if (!r->in_value) {
+        r->in_value = 1;
+        h->value = (uint32_t)r->arena.len;
+    }
+    if (h->name_len + h->value_len + len > limits.field_size)
+        return fail(p, 431);
+    buf_append(&r->arena, at, len);
+    h->value_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    struct conn *c = conn_of(p);
+    struct http_request *r = &c->req;
+    r->head_done = 1;
+    r->method = (uint8_t)llhttp_get_method(p);
+    r->major = llhttp_get_http_major(p);
+    r->minor = llhttp_get_http_minor(p);
+    r->keepalive = llhttp_should_keep_alive(p);
+    int has_body = 0;
+    if (p->flags & F_CONTENT_LENGTH) {
+        r->has_length = 1;
+        r->content_length = p->content_length;
+        has_body = p->content_length > 0;
+        if (limits.max_body && p->content_length > limits.max_body)
+            return fail(p, 413);
+    } else if (p->flags & F_CHUNKED) {
+        has_body = 1;
+    }
+    size_t len;
+    const char *expect = http_header(r, "expect", &len);
+    if (expect) {
+        if (len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
+            return fail(p, 417);
+        r->expect_continue = has_body && r->major == 1 && r->minor >= 1;
+    }
+    return 0;
+}
+
+static int spool(struct http_request *r)
+{
+    /* O_TMPFILE: never visible in the file system, gone with the fd. */
+    const char *dir = getenv("TMPDIR");
+    int fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_err(errno, "cannot spool a request body to a temporary file");
+        return -1;
+    }
+    size_t done = 0;
+    while (done < r->body.len) {
+        ssize_t n = write(fd, r->body.p + done, r->body.len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_err(errno, "write to spooled request body");
+            close(fd);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    buf_clear(&r->body);
+    r->body_fd = fd;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->body_size += len;
+    if (limits.max_body && r->body_size > limits.max_body)
+        return fail(p, 413);
+    if (r->body_fd < 0 && r->body.len + len > limits.body_in_memory && spool(r) < 0)
+        return fail(p, 500);
+    if (r->body_fd >= 0) {
+        while (len) {
+            ssize_t n = write(r->body_fd, at, len);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                log_err(errno, "write to spooled request body");
+                return fail(p, 500);
+            }
+            at += n;
+            len -= (size_t)n;
+        }
+        return 0;
+    }
+    buf_append(&r->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    conn_of(p)->req.complete = 1;
+    /* Stop right after this request: a pipelined next one waits in the
+     * input until this one has been answered. */
+    return HPE_PAUSED;
+}
+
+void http_conn_init(struct conn *c)
+{
+    if (!settings.on_message_complete) {
+        llhttp_settings_init(&settings);
+        settings.on_message_begin = on_message_begin;
+        settings.on_url = on_url;
+        settings.on_header_field = on_header_field;
+        settings.on_header_value = on_header_value;
+        settings.on_headers_complete = on_headers_complete;
+        settings.on_body = on_body;
+        settings.on_message_complete = on_message_complete;
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    c->parser.data = c;
+    c->req.body_fd = -1;
+}
+
+void http_request_reset(struct http_request *r)
+{
+    buf_clear(&r->arena);
+    r->url = r->url_len = 0;
+    r->nhdrs = 0;
+    r->in_value = r->started = r->head_done = r->complete = 0;
+    r->keepalive = r->expect_continue = r->has_length = 0;
+    r->content_length = 0;
+    /* Large buffers are not kept between requests on an idle connection. */
+    if (r->body.cap > (64 << 10))
+        buf_free(&r->body);
+    buf_clear(&r->body);
+    if (r->body_fd >= 0)
+        close(r->body_fd);
+    r->body_fd = -1;
+    r->body_size = 0;
+    r->error_status = 0;
+}
+
+void http_request_free(struct http_request *r)
+{
+    http_request_reset(r);
+    buf_free(&r->arena);
+    buf_free(&r->body);
+    free(r->hdrs);
+    r->hdrs = NULL;
+    r->hcap = 0;
+}
+
+static int status_for(llhttp_errno_t e)
+{
+    switch (e) {
+    case HPE_INVALID_VERSION:
+        return 505;
+    case HPE_INVALID_METHOD:
+        return 501;
+    default:
+        return 400;
+    }
+}
+
+enum http_feed_result http_feed(struct conn *c)
+{
+    const char *start = c->in.p + c->in.off;
+    size_t len = c->in.len - c->in.off;
+    llhttp_errno_t e = llhttp_execute(&c->parser, start, len);
+    if (e == HPE_OK) {
+        c->in.off = c->in.len;
+        return FEED_NEED_MORE;
+    }
+    if (e == HPE_PAUSED && c->req.complete) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        c->in.off += (size_t)(pos - start);
+        return FEED_REQUEST;
+    }
+    if (!c->req.error_status)
+        c->req.error_status = status_for(e);
+    log_debug("bad request from %s: %s (%s)", c->peer_addr, llhttp_errno_name(e),
+              llhttp_get_error_reason(&c->parser));
+    c->in.off = c->in.len;
+    return FEED_ERROR;
+}
+
+void http_next(struct conn *c)
+{
+    http_request_reset(&c->req);
+    llhttp_resume(&c->parser);
+}
+
+const char *http_header(const struct http_request *r, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < r->nhdrs; i++) {
+        const struct http_header *h = &r->hdrs[i];
+        if (h->name_len == n && strncasecmp(r->arena.p + h->name, name, n) == 0) {
+            *len = h->value_len;
+            return r->arena.p + h->value;
+        }
+    }
+    return NULL;
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+const char *http_date_header(ev_tstamp now, size_t *len)
+{
+    static char line[64];
+    static size_t line_len;
+    static time_t last;
+    time_t t = (time_t)now;
+    if (t != last || !line_len) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        line_len = strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        last = t;
+    }
+    *len = line_len;
+    return line;
+}
+
+int http_keepalive(int client_allows, int app_close, int length_known)
+{
+    return client_allows && !app_close && length_known;
+}
+
+void http_error_response(struct buf *out, int status, ev_tstamp now)
+{
+    char head[256];
+    const char *reason = http_reason(status);
+    size_t dlen;
+    const char *date = http_date_header(now, &dlen);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: hugd\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n",
+                     status, reason, strlen(reason) + 1);
+    buf_append(out, head, (size_t)n);
+    buf_append(out, date, dlen);
+    buf_append(out, "\r\n", 2);
+    buf_append_str(out, reason);
+    buf_append(out, "\n", 1);
+}

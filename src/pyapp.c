@@ -1,0 +1,160 @@
+/* Embedded CPython: start-up and loading the application. */
+#include "hugd/pyapp.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hugd_build.h"
+
+/* The hugd Python package: from the source tree when the binary runs from
+ * its build folder, else from where meson installed it. */
+static const char *python_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        if (strcmp(exe, HUGD_BUILD_DIR) == 0)
+            return HUGD_SOURCE_PYDIR;
+    }
+    return HUGD_INSTALL_PYDIR;
+}
+
+static int set_argv(PyConfig *pc, const char *target)
+{
+    wchar_t *argv[2];
+    argv[0] = Py_DecodeLocale("hugd", NULL);
+    argv[1] = target ? Py_DecodeLocale(target, NULL) : NULL;
+    PyStatus st = PyConfig_SetArgv(pc, target ? 2 : 1, argv);
+    PyMem_RawFree(argv[0]);
+    PyMem_RawFree(argv[1]);
+    return PyStatus_Exception(st) ? -1 : 0;
+}
+
+int pyapp_init(const struct hugd_config *c)
+{
+    PyConfig pc;
+    PyConfig_InitPythonConfig(&pc);
+    pc.install_signal_handlers = 0;
+    pc.parse_argv = 0;
+    PyStatus st = PyConfig_SetBytesString(&pc, &pc.program_name, "hugd");
+    if (PyStatus_Exception(st) || set_argv(&pc, c->target) < 0) {
+        PyConfig_Clear(&pc);
+        fprintf(stderr, "hugd: cannot configure the Python interpreter\n");
+        return -1;
+    }
+    st = Py_InitializeFromConfig(&pc);
+    PyConfig_Clear(&pc);
+    if (PyStatus_Exception(st)) {
+        fprintf(stderr, "hugd: cannot start Python: %s\n", st.err_msg ? st.err_msg : "?");
+        return -1;
+    }
+
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof(cwd))) {
+        perror("hugd: getcwd");
+        return -1;
+    }
+    PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+    PyObject *dir = PyUnicode_DecodeFSDefault(python_dir());
+    if (!sys_path || !dir || PyList_Append(sys_path, dir) < 0) {
+        Py_XDECREF(dir);
+        PyErr_Print();
+        return -1;
+    }
+    Py_DECREF(dir);
+
+    PyObject *loader = PyImport_ImportModule("hugd.loader");
+    if (!loader) {
+        PyErr_Print();
+        fprintf(stderr, "hugd: cannot import hugd.loader from %s\n", python_dir());
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(loader, "setup_path", "zs", c->pythonpath, cwd);
+    Py_DECREF(loader);
+    if (!r) {
+        PyErr_Print();
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+PyObject *pyapp_load(const char *target)
+{
+    PyObject *loader = PyImport_ImportModule("hugd.loader");
+    if (!loader) {
+        PyErr_Print();
+        return NULL;
+    }
+    PyObject *app = PyObject_CallMethod(loader, "load", "s", target);
+    if (!app) {
+        PyObject *terr = PyObject_GetAttrString(loader, "TargetError");
+        if (terr && PyErr_ExceptionMatches(terr)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject *msg = value ? PyObject_Str(value) : NULL;
+            const char *s = msg ? PyUnicode_AsUTF8(msg) : NULL;
+            fprintf(stderr, "hugd: %s\n", s ? s : target);
+            PyErr_Clear();
+            Py_XDECREF(msg);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        } else {
+            fprintf(stderr, "hugd: cannot load the application %s:\n", target);
+            PyErr_Print();
+        }
+        Py_XDECREF(terr);
+    }
+    Py_DECREF(loader);
+    return app;
+}
+
+static int call_module_fn(const char *module, const char *fn)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (!m) {
+        PyErr_Print();
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(m, fn, NULL);
+    Py_DECREF(m);
+    if (!r) {
+        PyErr_Print();
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int pyapp_freeze(void)
+{
+    /* Collect first so garbage from the import isn't frozen forever. */
+    if (call_module_fn("gc", "collect") < 0)
+        return -1;
+    return call_module_fn("gc", "freeze");
+}
+
+int pyapp_worker_init(void)
+{
+    /* all_threads: the app may have threads of its own; their stacks help. */
+    PyObject *m = PyImport_ImportModule("faulthandler");
+    if (!m) {
+        PyErr_Print();
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethod(m, "enable", NULL);
+    Py_DECREF(m);
+    if (!r) {
+        PyErr_Print();
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}

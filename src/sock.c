@@ -1,0 +1,161 @@
+/* Listening sockets: TCP over IPv4/IPv6 and Unix sockets. */
+#include "hugd/sock.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int fail(char *err, size_t errlen, const char *spec, const char *what, int e)
+{
+    if (e)
+        snprintf(err, errlen, "%s: %s: %s", spec, what, strerror(e));
+    else
+        snprintf(err, errlen, "%s: %s", spec, what);
+    return -1;
+}
+
+static int listen_unix(const char *spec, const char *path, int backlog, struct listener *out,
+                       char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) == 0 || strlen(path) >= sizeof(sun.sun_path))
+        return fail(err, errlen, spec, "socket path empty or too long", 0);
+    strcpy(sun.sun_path, path);
+
+    /* A socket file left by a previous run that nobody listens on any more
+     * is removed; anything else at that path is an error. */
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return fail(err, errlen, spec, "exists and is not a socket", 0);
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            int live = connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+            close(probe);
+            if (live)
+                return fail(err, errlen, spec, "another server is listening there", 0);
+        }
+        unlink(path);
+    }
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(err, errlen, spec, "socket", errno);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, errlen, spec, "bind", e);
+    }
+    if (listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, errlen, spec, "listen", e);
+    }
+    out->fd = fd;
+    out->family = AF_UNIX;
+    out->unix_path = strdup(path);
+    snprintf(out->server_name, sizeof(out->server_name), "localhost");
+    snprintf(out->server_port, sizeof(out->server_port), "0");
+    return 0;
+}
+
+int sock_listen(const char *spec, int backlog, struct listener *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    out->bind = strdup(spec);
+    if (strncmp(spec, "unix:", 5) == 0)
+        return listen_unix(spec, spec + 5, backlog, out, err, errlen);
+
+    char host[256];
+    const char *port;
+    if (spec[0] == '[') {
+        const char *end = strchr(spec, ']');
+        if (!end || end[1] != ':' || (size_t)(end - spec - 1) >= sizeof(host))
+            return fail(err, errlen, spec, "expected [v6addr]:port", 0);
+        memcpy(host, spec + 1, (size_t)(end - spec - 1));
+        host[end - spec - 1] = '\0';
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(spec, ':');
+        if (!colon || (size_t)(colon - spec) >= sizeof(host))
+            return fail(err, errlen, spec, "expected host:port", 0);
+        memcpy(host, spec, (size_t)(colon - spec));
+        host[colon - spec] = '\0';
+        port = colon + 1;
+    }
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", spec, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        int e = errno;
+        freeaddrinfo(res);
+        return fail(err, errlen, spec, "socket", e);
+    }
+    int one = 1;
+    /* SO_REUSEADDR: a restart must not wait out TIME_WAIT.  V6ONLY: "[::]"
+     * means IPv6 only, a separate IPv4 bind can sit beside it. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (res->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+        int e = errno;
+        close(fd);
+        freeaddrinfo(res);
+        return fail(err, errlen, spec, "bind", e);
+    }
+    out->fd = fd;
+    out->family = res->ai_family;
+    freeaddrinfo(res);
+
+    /* The port actually bound (port 0 picks one) goes into SERVER_PORT. */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char addr[INET6_ADDRSTRLEN];
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        sock_peer_text((struct sockaddr *)&ss, addr, sizeof(addr), out->server_port,
+                       sizeof(out->server_port));
+    snprintf(out->server_name, sizeof(out->server_name), "%s", host[0] ? host : "0.0.0.0");
+    return 0;
+}
+
+void sock_close(struct listener *l, int unlink_path)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    if (unlink_path && l->unix_path)
+        unlink(l->unix_path);
+}
+
+void sock_peer_text(const struct sockaddr *sa, char *addr, size_t alen, char *port, size_t plen)
+{
+    addr[0] = port[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)alen);
+        snprintf(port, plen, "%u", ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)alen);
+        snprintf(port, plen, "%u", ntohs(in6->sin6_port));
+    }
+}

@@ -1,0 +1,250 @@
+/* A worker process: takes connections from its channel and serves them in
+ * one libev loop.  The GIL is released while the loop waits, so threads the
+ * application started can run. */
+#include "hugd/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "hugd/balancer.h"
+#include "hugd/channel.h"
+#include "hugd/conn.h"
+#include "hugd/http.h"
+#include "hugd/log.h"
+#include "hugd/pyapp.h"
+
+static struct worker *self;
+static volatile sig_atomic_t got_term, got_quit, got_usr1;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGTERM)
+        got_term = 1;
+    else if (sig == SIGUSR1)
+        got_usr1 = 1;
+    else
+        got_quit = 1;
+    if (self && self->loop)
+        ev_async_send(self->loop, &self->signal_w);
+}
+
+static void release_gil(struct ev_loop *loop)
+{
+    (void)loop;
+    self->py_thread = PyEval_SaveThread();
+}
+
+static void acquire_gil(struct ev_loop *loop)
+{
+    (void)loop;
+    PyEval_RestoreThread((PyThreadState *)self->py_thread);
+}
+
+static void finish(struct worker *w) __attribute__((noreturn));
+static void finish(struct worker *w)
+{
+    atomic_store(&w->slot->state, SB_DRAINING);
+    log_info("exiting after %llu requests",
+             (unsigned long long)atomic_load(&w->slot->requests));
+    /* atexit handlers the application registered run here, as they would
+     * under any Python server. */
+    if (Py_FinalizeEx() < 0)
+        _exit(1);
+    exit(0);
+}
+
+static void start_drain(struct worker *w);
+
+static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)io;
+    (void)revents;
+    struct worker *w = self;
+    for (;;) {
+        struct chan_msg m;
+        int fd;
+        int r = channel_recv(w->channel, &m, &fd);
+        if (r < 0) {
+            if (errno != EAGAIN)
+                log_err(errno, "recvmsg on the master channel");
+            return;
+        }
+        if (r == 0) {
+            /* The master is gone: nobody will hand us work or reap us.  The
+             * kernel's parent-death signal usually got here first. */
+            log_warnx("master went away; exiting");
+            _exit(0);
+        }
+        if (m.type == CHAN_CONN && fd >= 0) {
+            atomic_fetch_add(&w->slot->received, 1);
+            w->told_free = 0;
+            conn_start(w, fd, &m);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)p;
+    (void)revents;
+    struct worker *w = self;
+    /* About to wait: if the master holds connections for lack of a free
+     * worker, tell it we are one.  One wake-up per free spell. */
+    if (!w->told_free && !w->draining && atomic_load(&w->sb->waiting) &&
+        balancer_is_free(w->slot)) {
+        if (channel_send_free(w->channel) == 0 || errno == EAGAIN)
+            w->told_free = 1;
+    }
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_warnx("graceful timeout: closing %d connection(s) still open", self->nconns);
+    while (self->conns)
+        conn_close(self->conns);
+    finish(self);
+}
+
+static void start_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    atomic_store(&w->slot->state, SB_DRAINING);
+    /* Connections the master sent before telling us to stop are ours to
+     * serve: take them all in first. */
+    on_channel(w->loop, &w->channel_w, EV_READ);
+    ev_io_stop(w->loop, &w->channel_w);
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        conn_drain(c);
+    }
+    if (w->nconns == 0) {
+        ev_break(w->loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_init(&w->drain_w, on_drain_timeout, w->cfg->graceful_timeout, 0.);
+    ev_timer_start(w->loop, &w->drain_w);
+}
+
+static void on_async(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)a;
+    (void)revents;
+    if (got_quit)
+        _exit(0);
+    if (got_usr1) {
+        got_usr1 = 0;
+        if (log_reopen() < 0)
+            log_err(errno, "reopening the log files");
+    }
+    if (got_term)
+        start_drain(self);
+}
+
+void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen)
+{
+    struct sb_slot *s = w->slot;
+    snprintf(s->request, sizeof(s->request), "%s %.*s", method,
+             (int)(pathlen > 100 ? 100 : pathlen), path);
+    atomic_store(&s->busy_since_ms, monotonic_ms());
+    atomic_store(&s->state, SB_BUSY);
+    w->told_free = 0;
+}
+
+void worker_leave_app(struct worker *w)
+{
+    atomic_store(&w->slot->state, w->draining ? SB_DRAINING : SB_IDLE);
+    atomic_store(&w->slot->busy_since_ms, 0);
+}
+
+void worker_conn_closed(struct worker *w, struct conn *c)
+{
+    (void)c;
+    atomic_fetch_add(&w->slot->closed, 1);
+    if (w->draining && w->nconns == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void setup_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    /* SA_RESTART: a signal must not break a system call under the app. */
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sa.sa_flags = 0;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTTIN, &sa, NULL);
+    sigaction(SIGTTOU, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+void worker_main(struct worker *w)
+{
+    char role[32];
+    snprintf(role, sizeof(role), "worker %d", w->index);
+    log_set_role(role);
+    self = w;
+    pid_t master = getppid();
+    /* No worker outlives the master, even one stuck inside the app. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != master)
+        _exit(0);
+    setup_signals();
+    if (pyapp_worker_init() < 0)
+        _exit(3);
+
+    const struct hugd_config *cfg = w->cfg;
+    struct http_limits lim = {
+        .request_line = (uint32_t)cfg->limit_request_line,
+        .fields = (uint32_t)cfg->limit_request_fields,
+        .field_size = (uint32_t)cfg->limit_request_field_size,
+        .max_body = (uint64_t)cfg->max_body_size,
+        .body_in_memory = (uint64_t)cfg->body_buffer_size,
+    };
+    http_set_limits(&lim);
+
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
+    if (!w->loop) {
+        log_crit(errno, "cannot create the event loop");
+        _exit(3);
+    }
+    ev_set_loop_release_cb(w->loop, release_gil, acquire_gil);
+    ev_io_init(&w->channel_w, on_channel, w->channel, EV_READ);
+    ev_io_start(w->loop, &w->channel_w);
+    ev_async_init(&w->signal_w, on_async);
+    ev_async_start(w->loop, &w->signal_w);
+    ev_prepare_init(&w->prepare_w, on_prepare);
+    ev_prepare_start(w->loop, &w->prepare_w);
+    if (got_term || got_quit)
+        ev_async_send(w->loop, &w->signal_w);
+
+    atomic_store(&w->slot->state, SB_IDLE);
+    log_debug("serving");
+    ev_run(w->loop, 0);
+    finish(w);
+}

@@ -1,0 +1,733 @@
+/* PEP 3333 request handling: environ, the application call, and turning
+ * the result into response bytes.  See include/hugd/wsgi.h. */
+#include <errno.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <strings.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hugd/http.h"
+#include "hugd/log.h"
+#include "hugd/worker.h"
+#include "wsgi_int.h"
+
+/* Body chunks at least this big are written from the bytes object itself
+ * instead of being copied into the output buffer. */
+#define ZERO_COPY_MIN (64 << 10)
+/* write() blocks once this much is queued (PEP 3333: it must not buffer
+ * without bound). */
+#define WRITE_HIGH_WATER (1 << 20)
+
+static PyObject *app;
+static PyObject **base_environ; /* one per listening socket */
+static int nbase;
+static PyObject *bytes_io, *io_open, *empty_bytes;
+static PyObject *k_method, *k_path, *k_query, *k_protocol, *k_remote_addr, *k_remote_port,
+    *k_content_type, *k_content_length, *k_input, *k_request_uri, *k_raw_uri;
+static PyObject *proto10, *proto11;
+static PyObject *methods[64];
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+static int set_str(PyObject *d, const char *key, const char *value)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)strlen(value), NULL);
+    if (!v)
+        return -1;
+    int r = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *make_base(const struct listener *l)
+{
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    PyObject *version = Py_BuildValue("(ii)", 1, 0);
+    PyObject *err = PySys_GetObject("stderr"); /* borrowed */
+    if (!version || !err || PyDict_SetItemString(d, "wsgi.version", version) < 0 ||
+        set_str(d, "wsgi.url_scheme", "http") < 0 ||
+        PyDict_SetItemString(d, "wsgi.multithread", Py_False) < 0 ||
+        PyDict_SetItemString(d, "wsgi.multiprocess", Py_True) < 0 ||
+        PyDict_SetItemString(d, "wsgi.run_once", Py_False) < 0 ||
+        PyDict_SetItemString(d, "wsgi.input_terminated", Py_True) < 0 ||
+        PyDict_SetItemString(d, "wsgi.errors", err) < 0 ||
+        PyDict_SetItemString(d, "wsgi.file_wrapper", (PyObject *)&FileWrapper_Type) < 0 ||
+        set_str(d, "SCRIPT_NAME", "") < 0 || set_str(d, "SERVER_NAME", l->server_name) < 0 ||
+        set_str(d, "SERVER_PORT", l->server_port) < 0 ||
+        set_str(d, "SERVER_SOFTWARE", "hugd/" HUGD_VERSION) < 0) {
+        Py_XDECREF(version);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(version);
+    return d;
+}
+
+int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
+{
+    if (wsgi_types_ready() < 0)
+        goto fail;
+    app = application;
+    Py_INCREF(app);
+    PyObject *io = PyImport_ImportModule("io");
+    if (!io)
+        goto fail;
+    bytes_io = PyObject_GetAttrString(io, "BytesIO");
+    io_open = PyObject_GetAttrString(io, "open");
+    Py_DECREF(io);
+    empty_bytes = PyBytes_FromStringAndSize("", 0);
+    k_method = intern("REQUEST_METHOD");
+    k_path = intern("PATH_INFO");
+    k_query = intern("QUERY_STRING");
+    k_protocol = intern("SERVER_PROTOCOL");
+    k_remote_addr = intern("REMOTE_ADDR");
+    k_remote_port = intern("REMOTE_PORT");
+    k_content_type = intern("CONTENT_TYPE");
+    k_content_length = intern("CONTENT_LENGTH");
+    k_input = intern("wsgi.input");
+    k_request_uri = intern("REQUEST_URI");
+    k_raw_uri = intern("RAW_URI");
+    proto10 = intern("HTTP/1.0");
+    proto11 = intern("HTTP/1.1");
+    if (!bytes_io || !io_open || !empty_bytes || !k_method || !k_path || !k_query || !k_protocol ||
+        !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length || !k_input ||
+        !k_request_uri || !k_raw_uri || !proto10 || !proto11)
+        goto fail;
+    base_environ = calloc((size_t)nls, sizeof(*base_environ));
+    if (!base_environ)
+        return PyErr_NoMemory(), -1;
+    for (int i = 0; i < nls; i++)
+        if (!(base_environ[i] = make_base(&ls[i])))
+            goto fail;
+    nbase = nls;
+    return 0;
+fail:
+    PyErr_Print();
+    return -1;
+}
+
+/* ---- environ ---------------------------------------------------------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* PATH_INFO is the percent-decoded path, bytes taken as latin-1. */
+static PyObject *decode_path(const char *p, size_t n)
+{
+    static char stackbuf[4096]; /* one thread serves requests */
+    char *out = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+    if (!out)
+        return PyErr_NoMemory();
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
+            (lo = hexval(p[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = p[i];
+        }
+    }
+    PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
+    if (out != stackbuf)
+        free(out);
+    return r;
+}
+
+static int set_latin1(PyObject *env, PyObject *key, const char *p, size_t n)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+    if (!v)
+        return -1;
+    int r = PyDict_SetItem(env, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static int add_url(PyObject *env, const struct http_request *r)
+{
+    const char *u = r->arena.p + r->url;
+    size_t n = r->url_len;
+    if (set_latin1(env, k_request_uri, u, n) < 0 ||
+        PyDict_SetItem(env, k_raw_uri, PyDict_GetItem(env, k_request_uri)) < 0)
+        return -1;
+    /* absolute-form ("GET http://host/path"): the path starts after the
+     * authority. */
+    if (n > 0 && u[0] != '/' && u[0] != '*') {
+        const char *scheme_end = memchr(u, ':', n);
+        if (scheme_end && (size_t)(scheme_end - u) + 3 <= n && scheme_end[1] == '/' &&
+            scheme_end[2] == '/') {
+            const char *auth = scheme_end + 3;
+            const char *end = u + n;
+            const char *path = auth;
+            while (path < end && *path != '/' && *path != '?')
+                path++;
+            n = (size_t)(end - path);
+            u = path;
+        }
+    }
+    const char *hash = memchr(u, '#', n);
+    if (hash)
+        n = (size_t)(hash - u);
+    const char *q = memchr(u, '?', n);
+    size_t plen = q ? (size_t)(q - u) : n;
+    PyObject *path = plen ? decode_path(u, plen) : PyUnicode_FromString(n && u[0] != '?' ? "" : "/");
+    if (!path)
+        return -1;
+    int rc = PyDict_SetItem(env, k_path, path);
+    Py_DECREF(path);
+    if (rc < 0)
+        return -1;
+    return q ? set_latin1(env, k_query, q + 1, n - plen - 1) : set_latin1(env, k_query, "", 0);
+}
+
+static PyObject *header_key(const char *name, size_t n)
+{
+    char key[256];
+    if (n + 5 >= sizeof(key))
+        return NULL;
+    memcpy(key, "HTTP_", 5);
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        key[5 + i] = ch == '-' ? '_' : (char)toupper((unsigned char)ch);
+    }
+    return PyUnicode_DecodeLatin1(key, (Py_ssize_t)(n + 5), NULL);
+}
+
+static int add_headers(PyObject *env, const struct http_request *r)
+{
+    for (int i = 0; i < r->nhdrs; i++) {
+        const struct http_header *h = &r->hdrs[i];
+        const char *name = r->arena.p + h->name;
+        const char *val = r->arena.p + h->value;
+        PyObject *key;
+        if (h->name_len == 12 && strncasecmp(name, "content-type", 12) == 0) {
+            key = k_content_type;
+            Py_INCREF(key);
+        } else if (h->name_len == 14 && strncasecmp(name, "content-length", 14) == 0) {
+            key = k_content_length;
+            Py_INCREF(key);
+        } else if (memchr(name, '_', h->name_len)) {
+            /* "X_Forwarded_For" would land on the same key as
+             * "X-Forwarded-For" and could pass for a proxy's header. */
+            continue;
+        } else if (!(key = header_key(name, h->name_len))) {
+            if (PyErr_Occurred())
+                return -1;
+            continue; /* too long a name for a key; llhttp limits apply anyway */
+        }
+        PyObject *v = PyUnicode_DecodeLatin1(val, (Py_ssize_t)h->value_len, NULL);
+        if (!v) {
+            Py_DECREF(key);
+            return -1;
+        }
+        PyObject *old = PyDict_GetItemWithError(env, key); /* borrowed */
+        if (old && key != k_content_type && key != k_content_length) {
+            PyObject *joined = PyUnicode_FromFormat("%U, %U", old, v);
+            Py_DECREF(v);
+            v = joined;
+            if (!v) {
+                Py_DECREF(key);
+                return -1;
+            }
+        } else if (!old && PyErr_Occurred()) {
+            Py_DECREF(key);
+            Py_DECREF(v);
+            return -1;
+        }
+        int rc = PyDict_SetItem(env, key, v);
+        Py_DECREF(key);
+        Py_DECREF(v);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *make_input(struct http_request *r)
+{
+    if (r->body_fd >= 0) {
+        /* A spooled body: Python gets its own descriptor and closes it. */
+        int fd = dup(r->body_fd);
+        if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+            if (fd >= 0)
+                close(fd);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        PyObject *f = PyObject_CallFunction(io_open, "is", fd, "rb");
+        if (!f)
+            close(fd);
+        return f;
+    }
+    if (r->body.len == 0)
+        return PyObject_CallOneArg(bytes_io, empty_bytes);
+    PyObject *b = PyBytes_FromStringAndSize(r->body.p, (Py_ssize_t)r->body.len);
+    if (!b)
+        return NULL;
+    PyObject *f = PyObject_CallOneArg(bytes_io, b);
+    Py_DECREF(b);
+    return f;
+}
+
+static PyObject *method_name(uint8_t m)
+{
+    if (m < 64 && methods[m])
+        return methods[m];
+    PyObject *s = intern(llhttp_method_name((llhttp_method_t)m));
+    if (s && m < 64)
+        methods[m] = s;
+    return s;
+}
+
+static PyObject *build_environ(struct conn *c)
+{
+    struct http_request *r = &c->req;
+    PyObject *env = PyDict_Copy(base_environ[c->listener < nbase ? c->listener : 0]);
+    if (!env)
+        return NULL;
+    PyObject *m = method_name(r->method);
+    if (!m || PyDict_SetItem(env, k_method, m) < 0 ||
+        PyDict_SetItem(env, k_protocol, r->minor == 0 ? proto10 : proto11) < 0 ||
+        add_url(env, r) < 0 || add_headers(env, r) < 0)
+        goto fail;
+    if (c->peer_addr[0] && (set_latin1(env, k_remote_addr, c->peer_addr, strlen(c->peer_addr)) < 0 ||
+                            set_latin1(env, k_remote_port, c->peer_port, strlen(c->peer_port)) < 0))
+        goto fail;
+    if (r->body_size && !r->has_length) {
+        /* A chunked body: its length is known now that it has been read. */
+        char len[24];
+        int n = snprintf(len, sizeof(len), "%llu", (unsigned long long)r->body_size);
+        if (set_latin1(env, k_content_length, len, (size_t)n) < 0)
+            goto fail;
+    }
+    PyObject *input = make_input(r);
+    if (!input)
+        goto fail;
+    int rc = PyDict_SetItem(env, k_input, input);
+    Py_DECREF(input);
+    if (rc < 0)
+        goto fail;
+    return env;
+fail:
+    Py_DECREF(env);
+    return NULL;
+}
+
+/* ---- response ----------------------------------------------------- */
+
+static void print_exception(struct conn *c, const char *what)
+{
+    const struct http_request *r = &c->req;
+    log_errx("%s %s %.*s", what, llhttp_method_name((llhttp_method_t)r->method),
+             (int)(r->url_len > 200 ? 200 : r->url_len), r->arena.p + r->url);
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t)
+        return;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v)
+        PyException_SetTraceback(v, tb);
+    /* PyErr_Display, not PyErr_Print: an application's SystemExit must not
+     * end the worker, and sys.last_traceback must not pin the frames. */
+    PyErr_Display(t, v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+}
+
+void wsgi_send_headers(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    struct http_request *r = &c->req;
+    int s = rp->status;
+    rp->no_body = r->method == HTTP_HEAD || s < 200 || s == 204 || s == 304;
+    int length_known = rp->content_length >= 0 || rp->no_body;
+    if (!length_known && r->minor >= 1 && r->major == 1)
+        rp->chunked = 1;
+    c->keepalive = http_keepalive(c->keepalive, rp->app_close, length_known || rp->chunked);
+
+    struct buf *o = &c->out;
+    buf_append(o, rp->status_line.p, rp->status_line.len);
+    if (!rp->has_server)
+        buf_append(o, "Server: hugd\r\n", 14);
+    if (!rp->has_date) {
+        size_t dl;
+        const char *d = http_date_header(ev_now(c->w->loop), &dl);
+        buf_append(o, d, dl);
+    }
+    buf_append(o, rp->head.p, rp->head.len);
+    if (rp->content_length >= 0 && !rp->length_from_app && s >= 200 && s != 204) {
+        char cl[48];
+        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)rp->content_length);
+        buf_append(o, cl, (size_t)n);
+    }
+    if (rp->chunked)
+        buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
+    if (!c->keepalive)
+        buf_append(o, "Connection: close\r\n", 19);
+    else if (r->minor == 0)
+        buf_append(o, "Connection: keep-alive\r\n", 24);
+    buf_append(o, "\r\n", 2);
+    rp->headers_sent = 1;
+}
+
+void wsgi_append_body(struct conn *c, PyObject *bytes)
+{
+    struct http_response *rp = &c->resp;
+    size_t n = (size_t)PyBytes_GET_SIZE(bytes);
+    if (n == 0 || rp->no_body)
+        return;
+    if (rp->content_length >= 0 && rp->body_sent + n > (uint64_t)rp->content_length) {
+        /* More than promised: what goes past Content-Length would be read
+         * as the next response.  Cut it, and close after. */
+        log_warnx("application sent more than its Content-Length of %lld; truncated",
+                  (long long)rp->content_length);
+        n = (size_t)((uint64_t)rp->content_length - rp->body_sent);
+        c->keepalive = 0;
+        if (n == 0)
+            return;
+    }
+    rp->body_sent += n;
+    const char *p = PyBytes_AS_STRING(bytes);
+    if (rp->chunked) {
+        char size[24];
+        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
+        buf_append(&c->out, size, (size_t)k);
+        buf_append(&c->out, p, n);
+        buf_append(&c->out, "\r\n", 2);
+    } else if (n >= ZERO_COPY_MIN && !rp->pending && n == (size_t)PyBytes_GET_SIZE(bytes)) {
+        Py_INCREF(bytes);
+        rp->pending = bytes;
+        rp->pending_off = 0;
+    } else {
+        buf_append(&c->out, p, n);
+    }
+}
+
+int wsgi_flush_blocking(struct conn *c)
+{
+    if (buf_pending(&c->out) < WRITE_HIGH_WATER && !c->resp.pending)
+        return 0;
+    while (buf_pending(&c->out)) {
+        ssize_t n = write(c->fd, c->out.p + c->out.off, buf_pending(&c->out));
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+            int timeout_ms = (int)(c->w->cfg->header_timeout * 1000);
+            if (poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1) <= 0)
+                return -1;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        c->out.off += (size_t)n;
+    }
+    buf_clear(&c->out);
+    if (c->resp.pending) {
+        /* write() keeps no reference past its return: copy what's left. */
+        PyObject *p = c->resp.pending;
+        buf_append(&c->out, PyBytes_AS_STRING(p) + c->resp.pending_off,
+                   (size_t)PyBytes_GET_SIZE(p) - c->resp.pending_off);
+        wsgi_drop_pending(c);
+    }
+    return 0;
+}
+
+/* The end of the body: chunked terminator, length check. */
+static void end_body(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    if (rp->chunked)
+        buf_append(&c->out, "0\r\n\r\n", 5);
+    else if (!rp->no_body && rp->content_length >= 0 && rp->body_sent < (uint64_t)rp->content_length) {
+        log_warnx("application sent %llu of its Content-Length of %lld; closing the connection",
+                  (unsigned long long)rp->body_sent, (long long)rp->content_length);
+        c->keepalive = 0;
+    }
+    rp->finished = 1;
+}
+
+/* Answer 500 if nothing went out yet; else the connection must close. */
+static int fail_response(struct conn *c, const char *what)
+{
+    print_exception(c, what);
+    struct http_response *rp = &c->resp;
+    if (!rp->headers_sent) {
+        buf_clear(&c->out);
+        wsgi_drop_pending(c);
+        rp->status = 500;
+        rp->chunked = 0;
+        c->keepalive = 0;
+        http_error_response(&c->out, 500, ev_now(c->w->loop));
+        rp->finished = 1;
+        wsgi_finish(c);
+        return 0;
+    }
+    c->keepalive = 0;
+    rp->finished = 1;
+    wsgi_finish(c);
+    return -1;
+}
+
+static int no_status(struct conn *c)
+{
+    if (c->resp.status)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError, "the application returned without calling start_response");
+    return -1;
+}
+
+/* A list or tuple: everything is here, so the length is known and the
+ * whole response goes out in one write. */
+static int respond_sequence(struct conn *c, PyObject *seq)
+{
+    struct http_response *rp = &c->resp;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    long long total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "the application's body must be bytes, not %.80s",
+                         Py_TYPE(item)->tp_name);
+            return -1;
+        }
+        total += PyBytes_GET_SIZE(item);
+    }
+    if (no_status(c) < 0)
+        return -1;
+    if (!rp->headers_sent) {
+        if (rp->content_length < 0)
+            rp->content_length = total;
+        wsgi_send_headers(c);
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        wsgi_append_body(c, PySequence_Fast_GET_ITEM(seq, i));
+    end_body(c);
+    return 0;
+}
+
+/* wsgi.file_wrapper over a real file: sendfile(2) from its position. */
+static int respond_file(struct conn *c, FileWrapper *fw)
+{
+    struct http_response *rp = &c->resp;
+    PyObject *fno = PyObject_CallMethod(fw->filelike, "fileno", NULL);
+    if (!fno) {
+        PyErr_Clear();
+        return 1; /* not a real file: iterate it */
+    }
+    int fd = (int)PyLong_AsLong(fno);
+    Py_DECREF(fno);
+    if (fd < 0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    struct stat st;
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || pos < 0)
+        return 1;
+    /* Python's buffered reader may hold data it already read ahead. */
+    PyObject *tell = PyObject_CallMethod(fw->filelike, "tell", NULL);
+    if (tell) {
+        long long t = PyLong_AsLongLong(tell);
+        Py_DECREF(tell);
+        if (t >= 0)
+            pos = (off_t)t;
+    }
+    PyErr_Clear();
+    if (no_status(c) < 0)
+        return -1;
+    uint64_t left = st.st_size > pos ? (uint64_t)(st.st_size - pos) : 0;
+    if (rp->content_length < 0)
+        rp->content_length = (int64_t)left;
+    else if ((uint64_t)rp->content_length < left)
+        left = (uint64_t)rp->content_length;
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dupfd < 0)
+        return 1;
+    wsgi_send_headers(c);
+    if (rp->no_body) {
+        close(dupfd);
+        end_body(c);
+        return 0;
+    }
+    rp->file_fd = dupfd;
+    rp->file_off = pos;
+    rp->file_left = left;
+    rp->body_sent = left;
+    if (left < (uint64_t)rp->content_length)
+        c->keepalive = 0;
+    rp->finished = 1;
+    return 0;
+}
+
+/* Pull until a non-empty chunk (headers wait for it: PEP 3333) or the end. */
+static int pull(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    for (;;) {
+        PyObject *item = PyIter_Next(rp->iter);
+        if (!item) {
+            if (PyErr_Occurred())
+                return -1;
+            Py_CLEAR(rp->iter);
+            if (no_status(c) < 0)
+                return -1;
+            if (!rp->headers_sent) {
+                if (rp->content_length < 0)
+                    rp->content_length = 0;
+                wsgi_send_headers(c);
+            }
+            end_body(c);
+            return 0;
+        }
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "the application's body must be bytes, not %.80s",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            return -1;
+        }
+        if (PyBytes_GET_SIZE(item) == 0) {
+            Py_DECREF(item);
+            continue;
+        }
+        if (no_status(c) < 0) {
+            Py_DECREF(item);
+            return -1;
+        }
+        if (!rp->headers_sent)
+            wsgi_send_headers(c);
+        wsgi_append_body(c, item);
+        Py_DECREF(item);
+        if (rp->no_body) {
+            /* HEAD: the headers are all that is sent. */
+            end_body(c);
+        }
+        return 0;
+    }
+}
+
+static void request_label(struct conn *c)
+{
+    const struct http_request *r = &c->req;
+    worker_enter_app(c->w, llhttp_method_name((llhttp_method_t)r->method), r->arena.p + r->url,
+                     r->url_len);
+}
+
+void wsgi_respond(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    memset(&rp->headers_sent, 0, sizeof(*rp) - offsetof(struct http_response, headers_sent));
+    rp->file_fd = -1;
+    rp->content_length = -1;
+    rp->status = 0;
+    buf_clear(&rp->head);
+    buf_clear(&rp->status_line);
+    request_label(c);
+
+    PyObject *sr = start_response_new(c);
+    PyObject *env = sr ? build_environ(c) : NULL;
+    if (!env) {
+        Py_XDECREF(sr);
+        rp->start_resp = NULL;
+        fail_response(c, "Error building the environ for");
+        worker_leave_app(c->w);
+        return;
+    }
+    rp->start_resp = sr;
+    PyObject *args[2] = {env, sr};
+    PyObject *result = PyObject_Vectorcall(app, args, 2, NULL);
+    Py_DECREF(env);
+    if (!result) {
+        fail_response(c, "Error handling request");
+        worker_leave_app(c->w);
+        return;
+    }
+    rp->result = result;
+    int rc;
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+        rc = respond_sequence(c, result);
+    } else {
+        rc = 1;
+        if (Py_IS_TYPE(result, &FileWrapper_Type))
+            rc = respond_file(c, (FileWrapper *)result);
+        if (rc > 0) {
+            rp->iter = PyObject_GetIter(result);
+            rc = rp->iter ? pull(c) : -1;
+        }
+    }
+    if (rc < 0)
+        fail_response(c, "Error handling request");
+    else if (rp->finished)
+        wsgi_finish(c);
+    worker_leave_app(c->w);
+}
+
+int wsgi_produce(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    if (rp->finished || !rp->iter) {
+        if (!rp->finished)
+            end_body(c);
+        return 0;
+    }
+    request_label(c);
+    int rc = pull(c);
+    if (rc < 0)
+        rc = fail_response(c, "Error while sending the response to");
+    else if (rp->finished)
+        wsgi_finish(c);
+    worker_leave_app(c->w);
+    return rc;
+}
+
+void wsgi_finish(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    if (rp->start_resp) {
+        ((StartResponse *)rp->start_resp)->c = NULL;
+        Py_CLEAR(rp->start_resp);
+    }
+    Py_CLEAR(rp->iter);
+    PyObject *result = rp->result;
+    if (!result)
+        return;
+    rp->result = NULL;
+    if (!PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
+        PyObject *close = PyObject_GetAttrString(result, "close");
+        if (!close) {
+            PyErr_Clear();
+        } else {
+            PyObject *r = PyObject_CallNoArgs(close);
+            Py_DECREF(close);
+            if (!r)
+                print_exception(c, "Error closing the response of");
+            Py_XDECREF(r);
+        }
+    }
+    Py_DECREF(result);
+}
+
+void wsgi_drop_pending(struct conn *c)
+{
+    Py_CLEAR(c->resp.pending);
+    c->resp.pending_off = 0;
+}
