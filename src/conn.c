@@ -27,13 +27,21 @@ static int process(struct conn *c);
 static void set_deadline(struct conn *c, double seconds)
 {
     struct ev_loop *loop = c->w->loop;
+    if (seconds <= 0) {
+        /* 0 means no limit. */
+        ev_timer_stop(loop, &c->timer);
+        c->deadline = 0;
+        return;
+    }
     c->deadline = ev_now(loop) + seconds;
-    if (!ev_is_active(&c->timer)) {
+    if (!ev_is_active(&c->timer) || ev_timer_remaining(loop, &c->timer) > seconds + 0.01) {
+        ev_timer_stop(loop, &c->timer);
         ev_timer_set(&c->timer, seconds, 0.);
         ev_timer_start(loop, &c->timer);
     }
-    /* An active timer that fires early re-arms itself for the rest (see
-     * on_timer): moving a deadline costs no syscall and no heap update. */
+    /* A later deadline leaves the timer alone: when it fires early it
+     * re-arms itself for the rest (see on_timer), so the common case of
+     * pushing a deadline back costs no heap update. */
 }
 
 static void want(struct conn *c, int events)

@@ -236,8 +236,6 @@ static int status_for(llhttp_errno_t e)
     switch (e) {
     case HPE_INVALID_VERSION:
         return 505;
-    case HPE_INVALID_METHOD:
-        return 501;
     default:
         return 400;
     }

@@ -94,21 +94,30 @@ PyObject *pyapp_load(const char *target)
     }
     PyObject *app = PyObject_CallMethod(loader, "load", "s", target);
     if (!app) {
+        /* Take the exception out before touching the loader again: a
+         * lookup with an exception pending would lose it. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
         PyObject *terr = PyObject_GetAttrString(loader, "TargetError");
-        if (terr && PyErr_ExceptionMatches(terr)) {
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyObject *msg = value ? PyObject_Str(value) : NULL;
+        if (terr && value && PyErr_GivenExceptionMatches(value, terr)) {
+            PyObject *msg = PyObject_Str(value);
             const char *s = msg ? PyUnicode_AsUTF8(msg) : NULL;
             fprintf(stderr, "hugd: %s\n", s ? s : target);
-            PyErr_Clear();
             Py_XDECREF(msg);
             Py_XDECREF(type);
             Py_XDECREF(value);
             Py_XDECREF(tb);
+            PyErr_Clear();
         } else {
+            PyErr_Clear();
             fprintf(stderr, "hugd: cannot load the application %s:\n", target);
-            PyErr_Print();
+            if (tb && value)
+                PyException_SetTraceback(value, tb);
+            PyErr_Display(type, value, tb);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
         }
         Py_XDECREF(terr);
     }

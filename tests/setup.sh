@@ -1,0 +1,25 @@
+#!/bin/bash
+# Install what hugd needs on Debian 12 (as root), then build it into build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
+          python3-hug python3-falcon python3-pytest python3-requests)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing packages: ${missing[*]}; run as root (or with sudo)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f build/build.ninja ]; then
+    meson setup build
+fi
+meson compile -C build

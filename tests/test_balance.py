@@ -1,0 +1,83 @@
+"""Least-busy balancing: the master never hands a connection to a busy worker
+while another is free."""
+import threading
+import time
+
+from hugdtest import APPS
+
+
+def test_least_busy(hugd):
+    srv = hugd.start(["-w", "2", "balance_app:application"], cwd=APPS, workers=2)
+    workers = set(srv.children())
+    # warm both workers up
+    for _ in range(4):
+        assert srv.request("GET", "/fast").status == 200
+
+    slow = {}
+
+    def do_slow():
+        t0 = time.monotonic()
+        r = srv.request("GET", "/slow", timeout=10)
+        slow["status"] = r.status
+        slow["pid"] = int(r.body)
+        slow["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=do_slow)
+    t.start()
+    time.sleep(0.3)
+    answers = []
+    for i in range(30):
+        t0 = time.monotonic()
+        r = srv.request("GET", "/fast", timeout=5)
+        took = time.monotonic() - t0
+        assert r.status == 200
+        answers.append((int(r.body), took))
+    t.join(10)
+    assert slow.get("status") == 200, slow
+    busy = slow["pid"]
+    assert busy in workers
+    pids = {p for p, _ in answers}
+    assert busy not in pids, f"fast requests went to the sleeping worker {busy}: {answers}"
+    assert len(pids) == 1 and pids <= workers, answers
+    slowest = max(tk for _, tk in answers)
+    assert slowest < 0.5, f"a fast request took {slowest:.2f}s: {answers}"
+
+
+def test_both_workers_used_under_concurrency(hugd):
+    srv = hugd.start(["-w", "2", "balance_app:application"], cwd=APPS, workers=2)
+    out = []
+
+    def do_slow():
+        r = srv.request("GET", "/slow", timeout=10)
+        out.append(int(r.body))
+
+    ts = [threading.Thread(target=do_slow) for _ in range(2)]
+    t0 = time.monotonic()
+    for t in ts:
+        t.start()
+        time.sleep(0.1)
+    for t in ts:
+        t.join(10)
+    took = time.monotonic() - t0
+    assert len(out) == 2 and len(set(out)) == 2, out
+    assert took < 3.5, f"two 2 s requests on 2 workers took {took:.1f}s (serialised?)"
+
+
+def test_queued_when_all_busy(hugd):
+    # one worker busy for 2 s: a new connection waits in the master's queue and
+    # is served as soon as the worker is free (late binding), not dropped
+    srv = hugd.start(["-w", "1", "balance_app:application"], cwd=APPS, workers=1)
+    res = {}
+
+    def do_slow():
+        res["slow"] = srv.request("GET", "/slow", timeout=10).status
+
+    t = threading.Thread(target=do_slow)
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = srv.request("GET", "/fast", timeout=10)
+    took = time.monotonic() - t0
+    t.join(10)
+    assert res.get("slow") == 200 and r.status == 200
+    assert 1.0 < took < 3.5, took

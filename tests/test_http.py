@@ -1,0 +1,441 @@
+"""HTTP/1.x behaviour over raw sockets (exact bytes matter here)."""
+import configparser
+import socket
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+
+import pytest
+
+from hugdtest import APPS, Conn, build_request
+
+MAX_BODY = 10000
+
+
+@pytest.fixture(scope="module")
+def srv(module_hugd):
+    return module_hugd.start(["-w", "2", "--keep-alive", "5", "--max-body-size", str(MAX_BODY),
+                              "wsgiapp:application"], cwd=APPS, workers=2)
+
+
+def req(path, method="GET", headers=None, body=b"", version="HTTP/1.1"):
+    h = {"Host": "localhost"}
+    h.update(headers or {})
+    return build_request(method, path, h, body, version)
+
+
+def assert_still_serves(srv):
+    r = srv.request("GET", "/fixed")
+    assert r.status == 200 and r.body == b"0123456789" * 10
+
+
+# --- keep-alive ---------------------------------------------------------------------
+
+def test_keep_alive_http11(srv):
+    c = srv.conn()
+    try:
+        for i in range(3):
+            c.send(req(f"/env/ka{i}"))
+            r = c.read_response()
+            assert r.status == 200
+            assert r.json()["PATH_INFO"] == f"/env/ka{i}"
+            assert (r.header("Connection") or "").lower() != "close"
+        assert not c.at_eof(0.3)
+    finally:
+        c.close()
+
+
+def test_http10_closes_by_default(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/fixed", version="HTTP/1.0"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"0123456789" * 10
+        assert r.version in ("HTTP/1.0", "HTTP/1.1")
+        assert c.at_eof(3), "HTTP/1.0 connection without keep-alive was not closed"
+    finally:
+        c.close()
+
+
+def test_http10_keep_alive_requested(srv):
+    c = srv.conn()
+    try:
+        for _ in range(2):
+            c.send(req("/fixed", version="HTTP/1.0", headers={"Connection": "keep-alive"}))
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"0123456789" * 10
+            assert (r.header("Connection") or "").lower() == "keep-alive", r.headers
+    finally:
+        c.close()
+
+
+def test_keep_alive_idle_timeout(hugd):
+    s = hugd.start(["-w", "1", "--keep-alive", "1", "wsgiapp:application"], cwd=APPS)
+    c = s.conn()
+    try:
+        c.send(req("/fixed"))
+        assert c.read_response().status == 200
+        time.sleep(0.3)
+        c.send(req("/fixed"))  # still open after 0.3 s idle
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        assert c.at_eof(4), "idle keep-alive connection not closed after --keep-alive 1"
+        took = time.monotonic() - t0
+        assert 0.5 < took < 3, f"closed after {took:.2f}s idle, expected about 1s"
+    finally:
+        c.close()
+
+
+def test_keep_alive_zero_disables(hugd):
+    s = hugd.start(["-w", "1", "--keep-alive", "0", "wsgiapp:application"], cwd=APPS)
+    c = s.conn()
+    try:
+        c.send(req("/fixed"))
+        r = c.read_response()
+        assert r.status == 200
+        assert c.at_eof(3)
+    finally:
+        c.close()
+
+
+def test_pipelined_requests_in_order(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/env/first") + req("/gen?n=3") +
+               req("/echo", "POST", {"Content-Type": "text/plain"}, b"second-body") +
+               req("/env/third"))
+        r1 = c.read_response()
+        r2 = c.read_response()
+        r3 = c.read_response()
+        r4 = c.read_response()
+        assert r1.json()["PATH_INFO"] == "/env/first"
+        assert r2.body == b"chunk-0;chunk-1;chunk-2;end"
+        assert r3.body == b"second-body"
+        assert r4.json()["PATH_INFO"] == "/env/third"
+    finally:
+        c.close()
+
+
+def test_pipelined_three_in_one_send(srv):
+    c = srv.conn()
+    try:
+        c.send(b"".join(req(f"/env/p{i}") for i in range(3)))
+        paths = [c.read_response().json()["PATH_INFO"] for _ in range(3)]
+        assert paths == ["/env/p0", "/env/p1", "/env/p2"]
+    finally:
+        c.close()
+
+
+# --- request bodies --------------------------------------------------------------------
+
+def test_chunked_request_body(srv):
+    body = (b"5\r\nhello\r\n"
+            b"1;ext=1\r\n \r\n"
+            b"6\r\nworld!\r\n"
+            b"0\r\nX-Trailer: t\r\n\r\n")
+    c = srv.conn()
+    try:
+        c.send(req("/echo", "POST", {"Transfer-Encoding": "chunked",
+                                     "Content-Type": "text/plain"}) + body)
+        r = c.read_response()
+        assert r.status == 200, r
+        assert r.body == b"hello world!"
+        # connection still usable
+        c.send(req("/fixed"))
+        assert c.read_response().status == 200
+    finally:
+        c.close()
+
+
+def test_chunked_request_body_slow_client(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/echo", "POST", {"Transfer-Encoding": "chunked"}))
+        for part in (b"3\r\nabc", b"\r\n", b"4\r\nde", b"fg\r\n0\r", b"\n\r\n"):
+            time.sleep(0.05)
+            c.send(part)
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"abcdefg"
+    finally:
+        c.close()
+
+
+def test_expect_100_continue(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/echo", "POST", {"Content-Length": "11", "Expect": "100-continue",
+                                     "Content-Type": "text/plain"}))
+        c.settimeout(3)
+        line = c.read_until(b"\r\n\r\n")
+        assert line.startswith(b"HTTP/1.1 100 Continue\r\n"), line
+        c.settimeout(10)
+        c.send(b"hello there")
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"hello there"
+    finally:
+        c.close()
+
+
+def test_content_length_body(srv):
+    r = srv.request("POST", "/echo", body=b"x" * 5000, headers={"Content-Type": "a/b"})
+    assert r.status == 200 and r.body == b"x" * 5000
+    assert r.header("Content-Type") == "a/b"
+
+
+# --- responses ----------------------------------------------------------------------
+
+def test_head_has_length_but_no_body(srv):
+    c = srv.conn()
+    try:
+        # HEAD then GET on one connection: the GET's status line must follow the
+        # HEAD's header block directly (no body bytes in between)
+        c.send(req("/fixed", "HEAD") + req("/fixed"))
+        h = c.read_response(method="HEAD")
+        assert h.status == 200
+        assert h.header("Content-Length") == "100"
+        assert c.read_exact(5) == b"HTTP/", "HEAD response carried a body"
+        c.buf = b"HTTP/" + c.buf
+        g = c.read_response()
+        assert g.body == b"0123456789" * 10
+    finally:
+        c.close()
+
+
+def test_head_on_generator_has_no_body(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/gen", "HEAD") + req("/env/after-head"))
+        h = c.read_response(method="HEAD")
+        assert h.status == 200
+        assert c.read_exact(5) == b"HTTP/", "HEAD response carried a body"
+        c.buf = b"HTTP/" + c.buf
+        assert c.read_response().json()["PATH_INFO"] == "/env/after-head"
+    finally:
+        c.close()
+
+
+def test_connection_close_honoured(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/fixed", headers={"Connection": "close"}))
+        r = c.read_response()
+        assert r.status == 200
+        assert (r.header("Connection") or "").lower() == "close"
+        assert c.at_eof(3), "server kept the connection open after Connection: close"
+    finally:
+        c.close()
+
+
+def test_date_and_server_headers(srv):
+    r = srv.request("GET", "/fixed")
+    assert r.header("Server"), r.headers
+    d = r.header("Date")
+    assert d, r.headers
+    assert d.endswith(" GMT"), d
+    when = parsedate_to_datetime(d)
+    assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 60
+
+
+def test_content_length_from_app(srv):
+    r = srv.request("GET", "/fixed")
+    assert r.header("Content-Length") == "100"
+    assert r.header("Transfer-Encoding") is None
+    assert r.body == b"0123456789" * 10
+
+
+def test_single_piece_body(srv):
+    r = srv.request("GET", "/one")
+    assert r.status == 200 and r.body == b"single piece, no content-length"
+
+
+def test_chunked_response_for_generator(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/gen?n=4"))
+        r = c.read_response()
+        assert r.status == 200
+        assert (r.header("Transfer-Encoding") or "").lower() == "chunked", r.headers
+        assert r.header("Content-Length") is None
+        assert r.body == b"chunk-0;chunk-1;chunk-2;chunk-3;end"
+        c.send(req("/fixed"))
+        assert c.read_response().status == 200
+    finally:
+        c.close()
+
+
+def test_http10_unknown_length_delimited_by_close(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/gen?n=3", version="HTTP/1.0"))
+        head = c.read_head()
+        headers = dict((k.lower(), v) for k, v in head[3])
+        assert head[1] == 200
+        assert "transfer-encoding" not in headers, headers
+        assert "content-length" not in headers or headers["content-length"] == "27"
+        body = c.read_to_eof()
+        assert body == b"chunk-0;chunk-1;chunk-2;end"
+    finally:
+        c.close()
+
+
+# --- errors ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nthis header has no colon\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01Name: v\r\n\r\n",
+], ids=["garbage-line", "no-colon", "bad-content-length", "bad-chunk-size", "ctl-in-name"])
+def test_malformed_request_gets_400_and_close(srv, raw):
+    c = srv.conn()
+    try:
+        c.send(raw)
+        r = c.read_response()
+        assert r.status == 400, r
+        assert c.at_eof(3), "connection left open after a 400"
+    finally:
+        c.close()
+    assert_still_serves(srv)
+
+
+def _limits(hugd):
+    """The server's effective header limits, from --check-config."""
+    s = hugd.run(["--check-config"])
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cp.read_string(s.stdout)
+        http = cp["http"]
+        return (int(http.get("limit_request_line", 8190)),
+                int(http.get("limit_request_fields", 100)),
+                int(http.get("limit_request_field_size", 8190)))
+    except Exception:
+        return 8190, 100, 8190
+
+
+def _send_oversize(srv, data):
+    c = srv.conn()
+    try:
+        try:
+            c.send(data)
+            c.sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            return c.read_response()
+        except EOFError as e:
+            pytest.fail(f"no response to an oversize request: {e}")
+    finally:
+        c.close()
+
+
+def test_request_line_too_long_414(srv, hugd):
+    line_limit, _, _ = _limits(hugd)
+    path = "/fixed?" + "a" * (line_limit + 500)
+    r = _send_oversize(srv, req(path))
+    assert r.status == 414, r
+    assert_still_serves(srv)
+
+
+def test_too_many_headers_431(srv, hugd):
+    _, fields, _ = _limits(hugd)
+    headers = {f"X-H-{i}": "v" for i in range(fields + 10)}
+    r = _send_oversize(srv, req("/fixed", headers=headers))
+    assert r.status == 431, r
+    assert_still_serves(srv)
+
+
+def test_header_too_big_431(srv, hugd):
+    _, _, size = _limits(hugd)
+    r = _send_oversize(srv, req("/fixed", headers={"X-Big": "b" * (size + 500)}))
+    assert r.status == 431, r
+    assert_still_serves(srv)
+
+
+def test_body_too_big_content_length_413(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/echo", "POST", {"Content-Length": str(MAX_BODY * 5)}))
+        c.settimeout(3)
+        try:
+            r = c.read_response()
+        except socket.timeout:
+            # the server waits for the body: send it
+            c.settimeout(10)
+            try:
+                c.send(b"x" * MAX_BODY * 5)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            r = c.read_response()
+        assert r.status == 413, r
+    finally:
+        c.close()
+    assert_still_serves(srv)
+
+
+def test_body_at_limit_is_accepted(srv):
+    r = srv.request("POST", "/echo", body=b"y" * MAX_BODY)
+    assert r.status == 200 and len(r.body) == MAX_BODY
+
+
+def test_body_too_big_chunked_413(srv):
+    c = srv.conn()
+    try:
+        chunk = b"z" * 1000
+        data = b"".join(b"3e8\r\n" + chunk + b"\r\n" for _ in range(MAX_BODY // 1000 + 3))
+        try:
+            c.send(req("/echo", "POST", {"Transfer-Encoding": "chunked"}) + data + b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        r = c.read_response()
+        assert r.status == 413, r
+    finally:
+        c.close()
+    assert_still_serves(srv)
+
+
+# --- connection handling ----------------------------------------------------------------
+
+def test_client_hangs_up_without_request(srv):
+    for _ in range(5):
+        srv.connect().close()
+    c = srv.conn()
+    c.send(b"GET /fix")  # partial request, then gone
+    c.close()
+    assert_still_serves(srv)
+
+
+def test_many_concurrent_connections(srv):
+    results = []
+    errors = []
+
+    def one(i):
+        try:
+            r = srv.request("GET", f"/env/c{i}")
+            results.append(r.json()["PATH_INFO"] == f"/env/c{i}")
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert not errors, errors[:5]
+    assert len(results) == 60 and all(results)
+
+
+def test_idle_open_connections_do_not_block_others(srv):
+    # slow clients cost a buffer, never a worker: hold 10 idle connections
+    # (more than workers) and a new request is still served at once
+    idle = [srv.connect() for _ in range(10)]
+    try:
+        for s in idle[:5]:
+            s.sendall(b"GET /fixed HTTP/1.1\r\nHost: x\r\n")  # incomplete head
+        t0 = time.monotonic()
+        assert_still_serves(srv)
+        assert time.monotonic() - t0 < 2
+    finally:
+        for s in idle:
+            s.close()
