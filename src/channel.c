@@ -68,11 +68,11 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd)
     return 1;
 }
 
-int channel_send_free(int ch)
+int channel_send_type(int ch, int type)
 {
     struct chan_msg m;
     memset(&m, 0, sizeof(m));
-    m.type = CHAN_FREE;
+    m.type = (uint16_t)type;
     ssize_t n = send(ch, &m, sizeof(uint32_t) * 2, MSG_NOSIGNAL | MSG_DONTWAIT);
     return n < 0 ? -1 : 0;
 }

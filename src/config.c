@@ -30,7 +30,7 @@
 /* Timers elsewhere may turn seconds into int milliseconds; this cannot overflow. */
 #define MAX_SECONDS 2147483
 
-enum type { T_INT, T_SECONDS, T_SIZE, T_STRING, T_LIST, T_BIND, T_LEVEL, T_BOOL, T_ACTION };
+enum type { T_INT, T_MODE, T_SECONDS, T_SIZE, T_STRING, T_LIST, T_BIND, T_LEVEL, T_BOOL, T_ACTION };
 
 struct setting {
     const char *section; /* NULL: command line only */
@@ -60,12 +60,26 @@ static const struct setting table[] = {
      "host:port, [v6]:port or unix:PATH; repeat to listen on several"},
     {"server", "backlog", "backlog", 0, T_INT, OFF(backlog), 1, 65535, "2048", "N",
      "listen(2) backlog of each listening socket"},
+    {"server", "pidfile", "pid", 'p', T_STRING, OFF(pidfile), NORANGE, NULL, "FILE",
+     "write the master's pid to FILE (removed at exit)"},
+    {"server", "user", "user", 'u', T_STRING, OFF(user), NORANGE, NULL, "USER",
+     "switch to USER (name or uid) after binding"},
+    {"server", "group", "group", 'g', T_STRING, OFF(group), NORANGE, NULL, "GROUP",
+     "switch to GROUP (name or gid) after binding"},
+    {"server", "allow_root", "allow-root", 0, T_BOOL, OFF(allow_root), NORANGE, "no", NULL,
+     "let the application run as root"},
+    {"server", "umask", "umask", 0, T_MODE, OFF(umask), 0, 0777, "022", "MODE",
+     "file mode creation mask (octal), e.g. for unix sockets and logs"},
     {"server", "accept_queue", "accept-queue", 0, T_INT, OFF(accept_queue), 1, 1000000, "1024", "N",
      "connections the master holds while no worker is free"},
     {"workers", "workers", "workers", 'w', T_INT, OFF(workers), 1, HUGD_MAX_WORKERS, "auto", "N",
      "worker processes; auto = one per online CPU"},
     {"workers", "timeout", "timeout", 't', T_SECONDS, OFF(timeout), 0, MAX_SECONDS, "30", "SECONDS",
      "kill a worker whose request runs longer; 0 = no limit"},
+    {"workers", "max_requests", "max-requests", 0, T_INT, OFF(max_requests), 0, INT_MAX, "0", "N",
+     "replace a worker after N requests; 0 = never"},
+    {"workers", "max_requests_jitter", "max-requests-jitter", 0, T_INT, OFF(max_requests_jitter), 0,
+     INT_MAX, "0", "N", "add a random 0..N to each worker's max_requests"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
     {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",
@@ -97,7 +111,7 @@ static const struct setting table[] = {
 };
 
 #define NSETTINGS (sizeof table / sizeof *table)
-_Static_assert(NSETTINGS <= sizeof(unsigned) * CHAR_BIT, "list_restart has a bit per row");
+_Static_assert(NSETTINGS <= sizeof(unsigned long long) * CHAR_BIT, "list_restart has a bit per row");
 
 static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
 
@@ -120,19 +134,19 @@ static void *field(const void *c, const struct setting *e)
     return (char *)c + e->off;
 }
 
-static unsigned list_rows(void)
+static unsigned long long list_rows(void)
 {
-    unsigned bits = 0;
+    unsigned long long bits = 0;
     for (size_t i = 0; i < NSETTINGS; i++)
         if (table[i].type == T_LIST || table[i].type == T_BIND)
-            bits |= 1u << i;
+            bits |= 1ull << i;
     return bits;
 }
 
 /* True at the first value of a list in a new source; clears the mark. */
 static int restart_list(struct hugd_config *c, const struct setting *e)
 {
-    unsigned bit = 1u << (e - table);
+    unsigned long long bit = 1ull << (e - table);
     int r = (c->list_restart & bit) != 0;
     c->list_restart &= ~bit;
     return r;
@@ -356,6 +370,15 @@ static int set_value(struct hugd_config *c, const struct setting *e, const char 
             return fail(err, len, "'%s' is out of range (%lld..%lld)", v, e->min, e->max);
         *(int *)field(c, e) = (int)n;
         return 0;
+    case T_MODE:
+        errno = 0;
+        n = strtoll(v, &end, 8);
+        if (end == v || *end || errno)
+            return fail(err, len, "'%s' is not an octal mode", v);
+        if (n < e->min || n > e->max)
+            return fail(err, len, "'%s' is out of range (0..0777)", v);
+        *(int *)field(c, e) = (int)n;
+        return 0;
     case T_SECONDS: {
         double d = strtod(v, &end);
         if (end == v || *end || !isfinite(d))
@@ -523,6 +546,10 @@ void config_print(const struct hugd_config *c, FILE *out)
         switch (e->type) {
         case T_INT:
             snprintf(buf, sizeof buf, "%d", *(const int *)p);
+            put(out, e->key, buf);
+            break;
+        case T_MODE:
+            snprintf(buf, sizeof buf, "%03o", (unsigned)*(const int *)p);
             put(out, e->key, buf);
             break;
         case T_SECONDS:

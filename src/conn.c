@@ -67,6 +67,8 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m)
     c->listener = m->listener < w->nlisteners ? m->listener : 0;
     c->resp.file_fd = -1;
     c->resp.content_length = -1;
+    c->peer = m->peer;
+    c->peerlen = m->peerlen;
     const struct sockaddr *sa = (const struct sockaddr *)&m->peer;
     sock_peer_text(sa, c->peer_addr, sizeof(c->peer_addr), c->peer_port, sizeof(c->peer_port));
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
@@ -114,6 +116,23 @@ void conn_close(struct conn *c)
     buf_free(&c->resp.status_line);
     free(c);
     worker_conn_closed(w, NULL);
+}
+
+/* Give an idle keep-alive connection back to the master, which passes it
+ * to another worker: the client never sees it close.  Always returns -1:
+ * the connection is no longer ours either way. */
+static int hand_back(struct conn *c)
+{
+    struct chan_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CHAN_CONN;
+    m.listener = (uint16_t)c->listener;
+    m.peerlen = (uint32_t)c->peerlen;
+    m.peer = c->peer;
+    if (channel_send_conn(c->w->channel, c->fd, &m) < 0)
+        log_debug("cannot hand a connection back: %s", strerror(errno));
+    conn_close(c);
+    return -1;
 }
 
 /* Half-close and drain what the client still sends for a moment, so that
@@ -248,12 +267,14 @@ static int finish_response(struct conn *c)
     wsgi_finish(c);
     access_log(c);
     c->requests++;
-    atomic_fetch_add(&c->w->slot->requests, 1);
+    worker_request_done(c->w);
     buf_clear(&c->resp.head);
-    if (!c->keepalive || c->w->draining)
+    if (!c->keepalive)
         return start_closing(c);
     http_next(c);
     c->state = CONN_READING;
+    if (c->w->draining && c->in.off == c->in.len)
+        return hand_back(c);
     want(c, EV_READ);
     set_deadline(c, c->w->cfg->keepalive);
     return 0;
@@ -320,7 +341,7 @@ static int process(struct conn *c)
         /* A whole request. */
         want(c, 0);
         c->state = CONN_RESPONDING;
-        c->keepalive = c->req.keepalive && c->w->cfg->keepalive > 0 && !c->w->draining;
+        c->keepalive = c->req.keepalive && c->w->cfg->keepalive > 0;
         wsgi_respond(c);
         if (continue_response(c) < 0)
             return -1;
@@ -406,6 +427,6 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 void conn_drain(struct conn *c)
 {
     if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
-        conn_close(c);
-    /* Others close after their response: finish_response sees draining. */
+        hand_back(c);
+    /* The others go after their response: finish_response sees draining. */
 }

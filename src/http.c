@@ -101,6 +101,14 @@ static int on_headers_complete(llhttp_t *p)
     struct conn *c = conn_of(p);
     struct http_request *r = &c->req;
     r->head_done = 1;
+    /* llhttp drops the whitespace before a value, not after (RFC 9110
+     * 5.5: neither belongs to it). */
+    for (int i = 0; i < r->nhdrs; i++) {
+        struct http_header *h = &r->hdrs[i];
+        while (h->value_len && (r->arena.p[h->value + h->value_len - 1] == ' ' ||
+                                r->arena.p[h->value + h->value_len - 1] == '\t'))
+            h->value_len--;
+    }
     r->method = (uint8_t)llhttp_get_method(p);
     r->major = llhttp_get_http_major(p);
     r->minor = llhttp_get_http_minor(p);

@@ -30,6 +30,7 @@ struct wproc {
     ev_io ch_w;
     int64_t kill_at_ms; /* SIGKILL due (after SIGABRT or a missed drain) */
     int retiring;
+    int replaced_by; /* slot + 1 of the worker starting in its place */
 };
 
 struct queued {
@@ -82,6 +83,10 @@ static int serving_count(void)
 
 static void dispatch_queue(void);
 
+static void take_conn(int fd, const struct chan_msg *msg);
+static void replace(int i);
+static void check_replacements(void);
+
 static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -93,10 +98,16 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
         int r = channel_recv(wp->ch, &m, &fd);
         if (r <= 0)
             break; /* EAGAIN, or the worker died: SIGCHLD tells the rest */
-        if (fd >= 0)
+        if (m.type == CHAN_CONN && fd >= 0)
+            take_conn(fd, &m); /* handed back by a draining worker */
+        else if (fd >= 0)
             close(fd);
+        if (m.type == CHAN_RETIRE)
+            replace((int)(wp - M.w));
     }
-    /* Some worker turned free: the queue can move. */
+    /* Some worker turned free or became ready: the queue can move, and a
+     * worker waiting for its replacement may go. */
+    check_replacements();
     dispatch_queue();
 }
 
@@ -173,6 +184,25 @@ static void enqueue(int fd, const struct chan_msg *msg)
     }
 }
 
+/* A connection to serve: newly accepted or handed back. */
+static void take_conn(int fd, const struct chan_msg *msg)
+{
+    if (M.stopping) {
+        close(fd);
+        return;
+    }
+    if (M.qlen == 0 && hand_over(fd, msg) == 0)
+        return;
+    if (M.qlen == M.qcap) {
+        /* Only a hand-back can find the queue full (accepting pauses when
+         * it fills); there is nowhere to keep it. */
+        close(fd);
+        return;
+    }
+    enqueue(fd, msg);
+    dispatch_queue();
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
@@ -198,10 +228,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         msg.type = CHAN_CONN;
         msg.listener = (uint16_t)li;
         msg.peerlen = sl;
-        if (M.qlen || hand_over(fd, &msg) < 0) {
-            enqueue(fd, &msg);
-            dispatch_queue();
-        }
+        take_conn(fd, &msg);
     }
 }
 
@@ -284,6 +311,47 @@ static void retire(int i)
     atomic_store(&M.sb->slot[i].accepting, 0);
     kill(wp->pid, SIGTERM);
     wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+}
+
+static int free_slot(void)
+{
+    for (int i = 0; i < M.nslots; i++)
+        if (M.w[i].pid == 0)
+            return i;
+    return -1;
+}
+
+/* max_requests: start the replacement now; the old worker keeps serving
+ * until the new one is ready (check_replacements), so capacity never dips. */
+static void replace(int i)
+{
+    struct wproc *wp = &M.w[i];
+    if (M.stopping || wp->pid <= 0 || wp->retiring || wp->replaced_by)
+        return;
+    int j = free_slot();
+    if (j < 0)
+        return;
+    spawn(j);
+    if (M.w[j].pid > 0) {
+        wp->replaced_by = j + 1;
+        log_info("worker %d (pid %d) reached max_requests; worker %d replaces it", i,
+                 (int)wp->pid, j);
+    }
+}
+
+static void check_replacements(void)
+{
+    for (int i = 0; i < M.nslots; i++) {
+        struct wproc *wp = &M.w[i];
+        if (wp->pid <= 0 || !wp->replaced_by || wp->retiring)
+            continue;
+        int j = wp->replaced_by - 1;
+        int st = atomic_load(&M.sb->slot[j].state);
+        if (M.w[j].pid <= 0)
+            wp->replaced_by = 0; /* the replacement died: ask again */
+        else if (st == SB_IDLE || st == SB_BUSY)
+            retire(i);
+    }
 }
 
 /* TTOU: the worker with the least work goes. */
@@ -432,6 +500,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     check_timeouts(now);
+    check_replacements();
     spawn_missing();
     if (M.accept_paused == 2) {
         M.accept_paused = 1;

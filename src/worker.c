@@ -100,7 +100,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
      * worker, tell it we are one.  One wake-up per free spell. */
     if (!w->told_free && !w->draining && atomic_load(&w->sb->waiting) &&
         balancer_is_free(w->slot)) {
-        if (channel_send_free(w->channel) == 0 || errno == EAGAIN)
+        if (channel_send_type(w->channel, CHAN_FREE) == 0 || errno == EAGAIN)
             w->told_free = 1;
     }
 }
@@ -170,6 +170,18 @@ void worker_leave_app(struct worker *w)
     atomic_store(&w->slot->busy_since_ms, 0);
 }
 
+void worker_request_done(struct worker *w)
+{
+    uint64_t n = atomic_fetch_add(&w->slot->requests, 1) + 1;
+    if (w->max_requests && n >= w->max_requests && !w->retire_asked) {
+        /* The master starts the replacement first, then tells us to go. */
+        log_info("served %llu requests (max_requests): asking to be replaced",
+                 (unsigned long long)n);
+        if (channel_send_type(w->channel, CHAN_RETIRE) == 0)
+            w->retire_asked = 1;
+    }
+}
+
 void worker_conn_closed(struct worker *w, struct conn *c)
 {
     (void)c;
@@ -227,6 +239,14 @@ void worker_main(struct worker *w)
         .body_in_memory = (uint64_t)cfg->body_buffer_size,
     };
     http_set_limits(&lim);
+    if (cfg->max_requests > 0) {
+        /* Jitter keeps workers started together from retiring together. */
+        srandom((unsigned)(getpid() ^ monotonic_ms()));
+        uint64_t j = cfg->max_requests_jitter > 0
+                         ? (uint64_t)(random() % ((long)cfg->max_requests_jitter + 1))
+                         : 0;
+        w->max_requests = (uint64_t)cfg->max_requests + j;
+    }
 
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
     if (!w->loop) {
@@ -244,6 +264,8 @@ void worker_main(struct worker *w)
         ev_async_send(w->loop, &w->signal_w);
 
     atomic_store(&w->slot->state, SB_IDLE);
+    /* Ready: the master may be waiting for us to retire a worker we replace. */
+    channel_send_type(w->channel, CHAN_FREE);
     log_debug("serving");
     ev_run(w->loop, 0);
     finish(w);

@@ -439,3 +439,118 @@ def test_idle_open_connections_do_not_block_others(srv):
     finally:
         for s in idle:
             s.close()
+
+
+# --- more framing edge cases ---------------------------------------------------------------
+
+def test_unread_body_is_skipped_before_next_request(srv):
+    c = srv.conn()
+    try:
+        # /fixed never reads wsgi.input: the server must skip the body
+        c.send(req("/fixed", "POST", body=b"GET /env/smuggled HTTP/1.1\r\nHost: x\r\n\r\n") +
+               req("/env/next"))
+        assert c.read_response().body == b"0123456789" * 10
+        assert c.read_response().json()["PATH_INFO"] == "/env/next"
+    finally:
+        c.close()
+
+
+def test_unread_chunked_body_is_skipped(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/fixed", "POST", {"Transfer-Encoding": "chunked"}) +
+               b"5\r\nhello\r\n0\r\n\r\n" + req("/env/after-chunked"))
+        assert c.read_response().status == 200
+        assert c.read_response().json()["PATH_INFO"] == "/env/after-chunked"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("code", ["204", "304"])
+def test_no_body_statuses(srv, code):
+    c = srv.conn()
+    try:
+        c.send(req(f"/status?code={code}") + req("/env/after-status"))
+        r = c.read_response()
+        assert r.status == int(code)
+        assert (r.header("Transfer-Encoding") or "").lower() != "chunked", r.headers
+        # the next response must follow the header block directly
+        assert c.read_exact(5) == b"HTTP/", f"{code} response carried a body"
+        c.buf = b"HTTP/" + c.buf
+        assert c.read_response().json()["PATH_INFO"] == "/env/after-status"
+    finally:
+        c.close()
+
+
+def test_app_short_of_its_content_length_closes(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/wrong_cl"))
+        head = c.read_head()
+        assert head[1] == 200
+        c.settimeout(4)
+        data = c.read_to_eof()  # must not hang until the keep-alive timeout
+        assert data == b"0123456789"
+    except socket.timeout:
+        pytest.fail("response shorter than its Content-Length left the client hanging")
+    finally:
+        c.close()
+
+
+def test_many_requests_on_one_connection(srv):
+    c = srv.conn()
+    try:
+        for i in range(200):
+            c.send(req("/fixed"))
+            r = c.read_response()
+            assert r.status == 200 and len(r.body) == 100
+    finally:
+        c.close()
+
+
+def test_header_whitespace_trimmed(srv):
+    c = srv.conn()
+    try:
+        c.send(b"GET /env/ws HTTP/1.1\r\nHost: x\r\nX-Pad:    padded value  \t\r\n"
+               b"X-Empty:\r\nConnection: close\r\n\r\n")
+        env = c.read_response().json()
+    finally:
+        c.close()
+    assert env["HTTP_X_PAD"] == "padded value"
+    assert env.get("HTTP_X_EMPTY") == ""
+
+
+def test_absolute_form_target(srv):
+    env = srv.get_json("http://example.org/env/abs?q=1")
+    assert env["PATH_INFO"] == "/env/abs"
+    assert env["QUERY_STRING"] == "q=1"
+
+
+def test_expect_100_continue_body_too_big(srv):
+    c = srv.conn()
+    try:
+        c.send(req("/echo", "POST", {"Content-Length": str(MAX_BODY * 5),
+                                     "Expect": "100-continue"}))
+        c.settimeout(5)
+        r = c.read_response(skip_100=False)
+        assert r.status == 413, r
+    finally:
+        c.close()
+
+
+def test_large_generator_slow_reader(srv):
+    c = srv.conn()
+    try:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        c.send(req("/big_gen"))
+        head = c.read_head()
+        assert head[1] == 200
+        time.sleep(0.5)  # let the server hit a full socket buffer
+        r_headers = dict((k.lower(), v) for k, v in head[3])
+        assert r_headers.get("transfer-encoding", "").lower() == "chunked"
+        body = c.read_chunked()
+        assert len(body) == 80 * 65536
+        assert all(body[i * 65536] == i % 251 and body[i * 65536 + 65535] == i % 251
+                   for i in range(80))
+    finally:
+        c.close()

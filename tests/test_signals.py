@@ -129,3 +129,50 @@ def test_stop_leaves_nothing_running(hugd):
     kids = srv.children()
     assert srv.stop(timeout=10) == 0
     assert all_gone(kids + [srv.proc.pid], 2)
+
+
+def test_term_with_idle_keepalive_connection_exits_promptly(hugd):
+    srv = hugd.start(["-w", "1", "--keep-alive", "30", "--graceful-timeout", "20",
+                      "wsgiapp:application"], cwd=APPS, workers=1)
+    kids = srv.children()
+    c = srv.conn()
+    try:
+        c.send(b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 200
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait(10)
+        took = time.monotonic() - t0
+        assert rc == 0
+        assert took < 3, f"an idle keep-alive connection held a graceful stop for {took:.1f}s"
+        assert c.at_eof(2)
+    finally:
+        c.close()
+    assert all_gone(kids, 2)
+
+
+def test_hup_reloads_workers(hugd):
+    srv = hugd.start(["-w", "2", "wsgiapp:application"], cwd=APPS, workers=2)
+    old = set(srv.children())
+    master = srv.proc.pid
+    srv.signal(signal.SIGHUP)
+    ok = wait_for(lambda: len(srv.children()) == 2 and not (set(srv.children()) & old), 10)
+    assert ok, (old, srv.children(), srv.stderr[-2000:])
+    assert srv.proc.poll() is None and srv.proc.pid == master
+    for _ in range(4):
+        assert srv.request("GET", "/fixed").status == 200
+
+
+def test_usr1_reopens_access_log(hugd, workdir):
+    path = os.path.join(workdir, "access.log")
+    srv = hugd.start(["-w", "1", "--access-logfile", path, "wsgiapp:application"],
+                     cwd=APPS, workers=1)
+    srv.request("GET", "/fixed?before-rotate")
+    assert wait_for(lambda: os.path.exists(path) and "before-rotate" in open(path).read(), 3)
+    os.rename(path, path + ".1")
+    srv.signal(signal.SIGUSR1)
+    time.sleep(0.5)
+    srv.request("GET", "/fixed?after-rotate")
+    assert wait_for(lambda: os.path.exists(path) and "after-rotate" in open(path).read(), 3), \
+        "access log not reopened after USR1"
+    assert "after-rotate" not in open(path + ".1").read()

@@ -444,3 +444,19 @@ def test_validator_clean(hugd):
     err = s.stderr
     for bad in ("Traceback", "AssertionError", "WSGIWarning", "Warning", "Exception ignored"):
         assert bad not in err, err
+
+
+@pytest.mark.parametrize("kind", ["value_nonlatin1"])
+def test_non_latin1_header_value_is_500(srv, kind):
+    test_bad_status_or_header_is_500(srv, kind)
+
+
+def test_latin1_header_value_sent_as_latin1(srv):
+    c = srv.conn()
+    try:
+        c.send(build_request("GET", "/latin1_header", {"Host": "x", "Connection": "close"}))
+        raw = c.read_to_eof()
+    finally:
+        c.close()
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nX-Latin1: caf\xe9\r\n" in raw, raw

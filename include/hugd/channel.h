@@ -9,7 +9,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-enum chan_type { CHAN_CONN = 1, CHAN_FREE = 2 };
+/* CHAN_CONN also goes worker -> master: a draining worker hands idle
+ * keep-alive connections back, so that they move to another worker instead
+ * of being closed under a client that may be sending on them. */
+enum chan_type { CHAN_CONN = 1, CHAN_FREE = 2, CHAN_RETIRE = 3 };
 
 struct chan_msg {
     uint16_t type;
@@ -29,6 +32,7 @@ int channel_send_conn(int ch, int fd, const struct chan_msg *msg);
  * end of file (the other side is gone), -1 with errno. */
 int channel_recv(int ch, struct chan_msg *msg, int *fd);
 
-int channel_send_free(int ch);
+/* A message without a file descriptor (CHAN_FREE, CHAN_RETIRE). */
+int channel_send_type(int ch, int type);
 
 #endif

@@ -31,6 +31,10 @@ struct hugd_config {
     int nbinds;
     int backlog;      /* listen(2) backlog */
     int accept_queue; /* connections the master holds while no worker is free */
+    char *pidfile;
+    char *user, *group; /* privileges dropped to after binding */
+    int allow_root;     /* run the application as root anyway */
+    int umask;
     char *chdir;
     char *pythonpath; /* comma-separated folders put first on sys.path */
 
@@ -38,6 +42,8 @@ struct hugd_config {
     int workers;
     double timeout;          /* seconds one request may run; 0 = no limit */
     double graceful_timeout; /* seconds a drain may take */
+    int max_requests;        /* recycle a worker after this many; 0 = never */
+    int max_requests_jitter;
 
     /* [http] */
     double keepalive;       /* idle keep-alive timeout, seconds; 0 disables keep-alive */
@@ -55,7 +61,7 @@ struct hugd_config {
 
     int check_config; /* --check-config: validate, print, exit */
 
-    unsigned list_restart; /* config.c's own: per setting, whether the next value of a list
+    unsigned long long list_restart; /* config.c's own: per setting, whether the next value of a list
                             * (bind, pythonpath) replaces it rather than extends it */
 };
 

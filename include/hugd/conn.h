@@ -84,6 +84,8 @@ struct conn {
     struct buf out;  /* bytes waiting to be written */
     int keepalive;   /* keep the connection after this response */
     int peer_eof;    /* the client closed its side */
+    struct sockaddr_storage peer; /* as accept4 gave it, for a hand-back */
+    socklen_t peerlen;
     char peer_addr[INET6_ADDRSTRLEN];
     char peer_port[8];
     uint64_t requests;
@@ -94,7 +96,8 @@ struct conn {
 void conn_start(struct worker *w, int fd, const struct chan_msg *m);
 /* Close it now, dropping whatever is unsent. */
 void conn_close(struct conn *c);
-/* Graceful stop: close when idle, else after the current response. */
+/* Graceful stop: an idle connection goes back to the master now, a busy
+ * one after its current response. */
 void conn_drain(struct conn *c);
 
 #endif

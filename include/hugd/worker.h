@@ -3,6 +3,7 @@
 #define HUGD_WORKER_H
 
 #include <ev.h>
+#include <stdint.h>
 
 #include "hugd/config.h"
 #include "hugd/scoreboard.h"
@@ -27,6 +28,8 @@ struct worker {
     int nconns;
     int draining;
     int told_free; /* a "free" wake-up was sent and nothing changed since */
+    uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
+    int retire_asked;
     void *py_thread; /* PyThreadState* while the loop waits in poll */
 };
 
@@ -37,5 +40,6 @@ void worker_main(struct worker *w) __attribute__((noreturn));
 void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen);
 void worker_leave_app(struct worker *w);
 void worker_conn_closed(struct worker *w, struct conn *c);
+void worker_request_done(struct worker *w);
 
 #endif

@@ -267,6 +267,8 @@ def bad(environ, start_response):
         start_response("200 OK", ok + [(b"X-Injected", "v")])
     elif kind == "status_bytes":
         start_response(b"200 X-Injected", ok)
+    elif kind == "value_nonlatin1":
+        start_response("200 OK", ok + [("X-Injected", "euro \u20ac")])
     elif kind == "body_str":
         start_response("200 OK", ok)
         return ["X-Injected str body"]
@@ -275,7 +277,37 @@ def bad(environ, start_response):
     return [b"X-Injected body"]
 
 
+def status(environ, start_response):
+    """/status?code=204: a response that must carry no body."""
+    code = _qs(environ).get("code", "204")
+    reasons = {"204": "No Content", "304": "Not Modified", "205": "Reset Content"}
+    start_response(f"{code} {reasons.get(code, 'X')}", [("X-Status-Route", code)])
+    return iter([])
+
+
+def wrong_cl(environ, start_response):
+    """Claims Content-Length 100 but sends only 10 bytes."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+    return [b"0123456789"]
+
+
+def latin1_header(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2"),
+                              ("X-Latin1", "caf\xe9")])
+    return [b"ok"]
+
+
+def big_gen(environ, start_response):
+    """5 MiB in 64 KiB pieces, no Content-Length."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (bytes([i % 251]) * 65536 for i in range(80))
+
+
 ROUTES = {
+    "status": status,
+    "wrong_cl": wrong_cl,
+    "latin1_header": latin1_header,
+    "big_gen": big_gen,
     "env": env_dump,
     "echo": echo,
     "input": input_modes,

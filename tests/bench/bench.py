@@ -168,6 +168,21 @@ class Proc:
         return left
 
 
+def listen_overflows():
+    """Host-wide TcpExt ListenOverflows (accept queue full), or None."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for names, vals in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            d = dict(zip(names.split()[1:], vals.split()[1:]))
+            if "ListenOverflows" in d:
+                return int(d["ListenOverflows"])
+    return None
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -386,7 +401,11 @@ def one_run(name, args, logdir, idx):
         if args.warmup > 0:
             run_wrk(pr.port, args, args.warmup)
         before = set(pr.workers())
+        lo0 = listen_overflows()
         res = run_wrk(pr.port, args, args.duration)
+        lo1 = listen_overflows()
+        res["listen_overflows"] = (lo1 - lo0 if lo0 is not None and
+                                   lo1 is not None else None)
         after = set(pr.workers())
         pr.refresh()
         res["keepalive"] = keepalive
@@ -512,10 +531,12 @@ def main():
                 runs[s].append(r)
                 se = r["socket_errors"]
                 print("  round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s "
-                      "conc %5.1f  keepalive=%s%s"
+                      "conc %5.1f  keepalive=%s%s%s"
                       % (rnd, s, r["rps"], fmt_lat(r["p50_s"]),
                          fmt_lat(r["p99_s"]), r["concurrency"] or 0,
                          "yes" if r["keepalive"] else "no",
+                         "  listen-overflows=%d" % r["listen_overflows"]
+                         if r["listen_overflows"] else "",
                          "" if not r["problems"] else
                          "  !! " + "; ".join(r["problems"])), flush=True)
                 if r["problems"]:
