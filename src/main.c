@@ -1,33 +1,120 @@
 /* hugd: serve a Python WSGI (Hug) application.
  *
- * Start-up order matters: configuration, logs, the application import (a
- * broken app stops here, before any socket or worker exists), the
- * listening sockets, then the master loop that forks the workers. */
+ * Start-up order matters: configuration, logs, the listening sockets
+ * (bound, inherited from a previous master, or from systemd), dropping
+ * privileges, the application import (a broken app stops here, before any
+ * worker exists), then the master loop that forks the workers. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hugd/config.h"
+#include "hugd/inherit.h"
 #include "hugd/log.h"
 #include "hugd/master.h"
+#include "hugd/notify.h"
+#include "hugd/privs.h"
 #include "hugd/pyapp.h"
 #include "hugd/sock.h"
 #include "hugd/wsgi.h"
 
+static int save_launch(struct launch *l, int argc, char **argv)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n <= 0)
+        return -1;
+    path[n] = '\0';
+    l->exe = strdup(path);
+    l->cwd = getcwd(NULL, 0);
+    /* getopt permutes argv in place: keep our own copy. */
+    l->argv = calloc((size_t)argc + 1, sizeof(char *));
+    if (!l->exe || !l->cwd || !l->argv)
+        return -1;
+    for (int i = 0; i < argc; i++)
+        l->argv[i] = argv[i];
+    return 0;
+}
+
+/* Listening sockets: systemd's if it passed any; otherwise each configured
+ * bind, taken over from the previous master when it had it, else bound. */
+static int open_listeners(struct hugd_config *cfg, struct inherited *inh, struct listener *ls,
+                          int reload)
+{
+    char err[512];
+    int n = 0;
+    int systemd = inh->nls && inh->ls[0].systemd;
+    if (systemd) {
+        for (int i = 0; i < inh->nls; i++) {
+            if (sock_adopt(inh->ls[i].fd, inh->ls[i].bind, &ls[n], err, sizeof(err)) < 0) {
+                log_crit(0, "%s", err);
+                return -1;
+            }
+            log_info("listening on a socket from systemd (%s)", ls[n].bind);
+            n++;
+        }
+        return n;
+    }
+    for (int i = 0; i < cfg->nbinds; i++) {
+        int k;
+        for (k = 0; k < inh->nls; k++)
+            if (inh->ls[k].fd >= 0 && strcmp(inh->ls[k].bind, cfg->binds[i]) == 0)
+                break;
+        int rc = k < inh->nls ? sock_adopt(inh->ls[k].fd, cfg->binds[i], &ls[n], err, sizeof(err))
+                              : sock_listen(cfg->binds[i], cfg->backlog, &ls[n], err, sizeof(err));
+        if (k < inh->nls)
+            inh->ls[k].fd = -1;
+        if (rc < 0) {
+            log_crit(0, "cannot listen: %s", err);
+            if (reload)
+                continue; /* a reload must not take down what works */
+            for (int j = 0; j < n; j++)
+                sock_close(&ls[j], 1);
+            return -1;
+        }
+        log_info("listening at %s%s", strncmp(cfg->binds[i], "unix:", 5) ? "http://" : "",
+                 cfg->binds[i]);
+        n++;
+    }
+    /* Inherited sockets the new configuration no longer names. */
+    for (int k = 0; k < inh->nls; k++)
+        if (inh->ls[k].fd >= 0)
+            close(inh->ls[k].fd);
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     static struct hugd_config cfg;
+    static struct launch launch;
+    static struct inherited inh;
+    if (save_launch(&launch, argc, argv) < 0) {
+        perror("hugd: start-up");
+        return HUGD_EX_OSERR;
+    }
     config_defaults(&cfg);
     int rc = config_from_args(&cfg, argc, argv);
     if (rc == 1)
         return 0;
     if (rc > 1)
         return rc;
+    if (inherit_from_env(&inh) < 0)
+        return HUGD_EX_USAGE;
+    notify_init();
+    int reload = inh.sb_fd >= 0;
 
+    /* The master and workers must not stop on a dead client, and must not
+     * keep a signal mask from whoever executed us. */
     signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    umask((mode_t)cfg.umask);
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "hugd: chdir %s: %s\n", cfg.chdir, strerror(errno));
         return HUGD_EX_CONFIG;
@@ -51,31 +138,33 @@ int main(int argc, char **argv)
         return HUGD_EX_CONFIG;
     }
 
-    if (pyapp_init(&cfg) < 0)
-        return HUGD_EX_SOFTWARE;
-    PyObject *app = pyapp_load(cfg.target);
-    if (!app)
-        return HUGD_EX_SOFTWARE;
-
     struct listener ls[HUGD_MAX_BINDS];
-    for (int i = 0; i < cfg.nbinds; i++) {
-        char err[512];
-        if (sock_listen(cfg.binds[i], cfg.backlog, &ls[i], err, sizeof(err)) < 0) {
-            log_crit(0, "cannot listen: %s", err);
-            for (int k = 0; k < i; k++)
+    int nls = open_listeners(&cfg, &inh, ls, reload);
+    if (nls <= 0)
+        return HUGD_EX_OSERR;
+    char err[512];
+    if (privs_drop(cfg.user, cfg.group, cfg.allow_root, err, sizeof(err)) < 0) {
+        log_crit(0, "%s", err);
+        return HUGD_EX_CONFIG;
+    }
+
+    int app_ok = 0;
+    if (pyapp_init(&cfg) == 0) {
+        PyObject *app = pyapp_load(cfg.target);
+        app_ok = app && wsgi_setup(app, ls, nls) == 0 && pyapp_freeze() == 0;
+    }
+    if (!app_ok) {
+        if (!reload) {
+            for (int k = 0; k < nls; k++)
                 sock_close(&ls[k], 1);
-            return HUGD_EX_OSERR;
+            return HUGD_EX_SOFTWARE;
         }
+        /* The probe passed, yet the import failed here: keep the previous
+         * generation serving rather than stop. */
+        log_crit(0, "reload: the application failed to load (see above); the previous "
+                    "workers go on serving; fix it and send HUP again");
     }
-    if (wsgi_setup(app, ls, cfg.nbinds) < 0 || pyapp_freeze() < 0) {
-        for (int k = 0; k < cfg.nbinds; k++)
-            sock_close(&ls[k], 1);
-        return HUGD_EX_SOFTWARE;
-    }
-    for (int i = 0; i < cfg.nbinds; i++)
-        log_info("listening at %s%s", strncmp(cfg.binds[i], "unix:", 5) ? "http://" : "",
-                 cfg.binds[i]);
     log_info("hugd %s serving %s with %d worker(s) (master pid %d)", HUGD_VERSION, cfg.target,
              cfg.workers, (int)getpid());
-    return master_run(&cfg, ls, cfg.nbinds);
+    return master_run(&cfg, ls, nls, &inh, app_ok, &launch);
 }

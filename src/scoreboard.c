@@ -5,14 +5,36 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
-struct scoreboard *scoreboard_create(int nslots)
+static size_t board_size(int nslots)
 {
-    size_t size = sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    return sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
+}
+
+struct scoreboard *scoreboard_attach(int fd, int nslots)
+{
+    void *p = mmap(NULL, board_size(nslots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+struct scoreboard *scoreboard_create(int nslots, int *fd)
+{
+    /* A memfd rather than anonymous memory: a master reloading in place
+     * (HUP) maps the same board again after exec, and keeps its workers. */
+    *fd = memfd_create("hugd-scoreboard", MFD_CLOEXEC);
+    if (*fd < 0)
         return NULL;
-    struct scoreboard *sb = p; /* mmap gives zeroed pages: every slot is SB_EMPTY */
+    if (ftruncate(*fd, (off_t)board_size(nslots)) < 0) {
+        close(*fd);
+        return NULL;
+    }
+    struct scoreboard *sb = scoreboard_attach(*fd, nslots);
+    if (!sb) {
+        close(*fd);
+        return NULL;
+    }
+    /* New pages are zeroed: every slot starts SB_EMPTY. */
     sb->nslots = nslots;
     return sb;
 }

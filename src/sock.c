@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -134,6 +135,38 @@ int sock_listen(const char *spec, int backlog, struct listener *out, char *err, 
         sock_peer_text((struct sockaddr *)&ss, addr, sizeof(addr), out->server_port,
                        sizeof(out->server_port));
     snprintf(out->server_name, sizeof(out->server_name), "%s", host[0] ? host : "0.0.0.0");
+    return 0;
+}
+
+int sock_adopt(int fd, const char *bind, struct listener *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    out->bind = strdup(bind);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int listening = 0;
+    socklen_t ll = sizeof(listening);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 || !listening)
+        return fail(err, errlen, bind, "inherited descriptor is not a listening socket", 0);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return fail(err, errlen, bind, "fcntl", errno);
+    out->fd = fd;
+    out->family = ss.ss_family;
+    char addr[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_UNIX) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+        if (sl > offsetof(struct sockaddr_un, sun_path) && sun->sun_path[0])
+            out->unix_path = strdup(sun->sun_path);
+        snprintf(out->server_name, sizeof(out->server_name), "localhost");
+        snprintf(out->server_port, sizeof(out->server_port), "0");
+    } else {
+        sock_peer_text((struct sockaddr *)&ss, addr, sizeof(addr), out->server_port,
+                       sizeof(out->server_port));
+        snprintf(out->server_name, sizeof(out->server_name), "%s", addr);
+    }
     return 0;
 }
 

@@ -130,7 +130,12 @@ class Server:
     # -- start / stop ---------------------------------------------------
     def spawn(self, args, cwd=None, env=None):
         """Start hugd with exactly these args (no bind added, no waiting)."""
-        self.args = [HUGD_BIN] + [str(a) for a in args]
+        args = [str(a) for a in args]
+        if os.geteuid() == 0 and not any(a in ("--allow-root", "-u", "--user") or
+                                         a.startswith("--user=") for a in args):
+            # hugd refuses to run an app as root unless told; CI runs as root.
+            args = ["--allow-root"] + args
+        self.args = [HUGD_BIN] + args
         full_env = dict(os.environ)
         full_env.pop("PYTHONPATH", None)
         full_env.pop("PYTHONHOME", None)

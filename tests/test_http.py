@@ -554,3 +554,35 @@ def test_large_generator_slow_reader(srv):
                    for i in range(80))
     finally:
         c.close()
+
+
+def test_obs_fold_rejected_or_unfolded(srv):
+    c = srv.conn()
+    try:
+        c.send(b"GET /env/fold HTTP/1.1\r\nHost: x\r\nX-F: a\r\n b\r\nX-G: 1\r\n"
+               b"Connection: close\r\n\r\n")
+        r = c.read_response()
+    finally:
+        c.close()
+    assert r.status in (200, 400), r
+    if r.status == 200:  # RFC 9112 5.2: replace each obs-fold with SP
+        env = r.json()
+        assert env["HTTP_X_F"] in ("a b", "a  b"), env["HTTP_X_F"]
+        assert env["HTTP_X_G"] == "1"
+
+
+def test_slow_request_head_gets_408(hugd):
+    s = hugd.start(["-w", "1", "--header-timeout", "1", "wsgiapp:application"], cwd=APPS)
+    c = s.conn()
+    try:
+        c.send(b"GET /fixed HTTP/1.1\r\nHost: x\r\n")  # never finished
+        t0 = time.monotonic()
+        c.settimeout(5)
+        r = c.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 408, r
+        assert 0.5 < took < 3, took
+        assert c.at_eof(2)
+    finally:
+        c.close()
+    assert s.request("GET", "/fixed").status == 200

@@ -1,13 +1,26 @@
 /* The master process: owns the listening sockets, accepts every connection
  * and hands it to the least-busy worker; forks, reaps, respawns and kills
- * workers; acts on signals.  After the first fork it runs no Python. */
+ * workers; acts on signals; reloads (HUP) and upgrades (USR2) by executing
+ * itself with the sockets inherited.  After the first fork it runs no
+ * Python. */
 #ifndef HUGD_MASTER_H
 #define HUGD_MASTER_H
 
 #include "hugd/config.h"
+#include "hugd/inherit.h"
 #include "hugd/sock.h"
 
-/* Serve until stopped.  Returns the process exit code. */
-int master_run(struct hugd_config *cfg, struct listener *ls, int nls);
+/* How this program was started: what HUP and USR2 execute again. */
+struct launch {
+    char *exe;   /* absolute path of the binary, resolved at start */
+    char **argv; /* the original arguments */
+    char *cwd;   /* the directory it was started in (before --chdir) */
+};
+
+/* Serve until stopped.  app_ok is 0 when a reload could not import the new
+ * application: the inherited workers go on serving and none are started.
+ * Returns the process exit code. */
+int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
+               int app_ok, const struct launch *launch);
 
 #endif

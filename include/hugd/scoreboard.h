@@ -42,8 +42,11 @@ struct scoreboard {
     struct sb_slot slot[];
 };
 
-/* mmap(MAP_SHARED|MAP_ANONYMOUS); NULL with errno on failure. */
-struct scoreboard *scoreboard_create(int nslots);
+/* A shared mapping of a new memfd (its descriptor in *fd); NULL with errno
+ * on failure. */
+struct scoreboard *scoreboard_create(int nslots, int *fd);
+/* Map an existing board, inherited across exec. */
+struct scoreboard *scoreboard_attach(int fd, int nslots);
 void scoreboard_reset_slot(struct sb_slot *s);
 
 int64_t monotonic_ms(void);

@@ -19,6 +19,10 @@ struct listener {
  * socket is non-blocking and close-on-exec.  Returns 0 or -1. */
 int sock_listen(const char *bind, int backlog, struct listener *out, char *err, size_t errlen);
 
+/* Take over a socket that is already listening (systemd, or the master
+ * before an exec).  Returns 0 or -1. */
+int sock_adopt(int fd, const char *bind, struct listener *out, char *err, size_t errlen);
+
 void sock_close(struct listener *l, int unlink_path);
 
 /* Render a peer address as text: addr gets the numeric host, port the port

@@ -1,0 +1,96 @@
+/* The master's state, shared by master.c (accepting and handing over),
+ * master_workers.c (the worker processes) and master_reload.c (HUP, USR2). */
+#ifndef HUGD_MASTER_INT_H
+#define HUGD_MASTER_INT_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hugd/channel.h"
+#include "hugd/master.h"
+#include "hugd/pyapp.h"
+#include "hugd/scoreboard.h"
+
+#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) to SIGKILL */
+
+struct wproc {
+    pid_t pid;
+    int ch; /* master end of the channel */
+    ev_io ch_w;
+    int64_t kill_at_ms; /* SIGKILL due (after SIGABRT or a missed drain) */
+    int retiring;
+    int replaced_by; /* slot + 1 of the worker starting in its place */
+    int old_gen;     /* runs the code from before a HUP */
+    int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
+};
+
+struct queued {
+    int fd;
+    struct chan_msg msg;
+};
+
+struct master {
+    struct ev_loop *loop;
+    struct hugd_config *cfg;
+    const struct launch *launch;
+    struct listener *ls;
+    int nls;
+    ev_io *accept_w;
+    int accept_paused;
+    struct scoreboard *sb;
+    int sb_fd;
+    struct wproc *w;
+    int nslots;
+    int target; /* workers wanted */
+    int app_ok;
+    struct queued *q;
+    int qhead, qlen, qcap;
+    int rr;
+    int stopping; /* 0 serving, 1 graceful, 2 at once */
+    int workers_told;
+    int64_t stop_deadline_ms;
+    int fail_streak;
+    int64_t next_spawn_ms;
+    int ready; /* the current generation has come up */
+    PyThreadState *py;
+    /* reload and upgrade */
+    pid_t probe_pid;   /* HUP: checking the new config and code */
+    pid_t upgrade_pid; /* USR2: the new master we started */
+    int upgrade_fd;    /* channel to the other master (either side) */
+    ev_io upgrade_w;
+    int handover;      /* the new master took over: we pass everything on */
+    ev_child child_w;
+    ev_signal sig_w[10];
+    ev_timer tick_w;
+};
+
+extern struct master M;
+
+/* master.c */
+void master_take_conn(int fd, const struct chan_msg *msg);
+void master_dispatch_queue(void);
+void master_close_listeners(int unlink_paths);
+
+/* master_workers.c */
+void workers_spawn_missing(void);
+void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
+void workers_watch(int slot);
+void workers_retire(int slot);
+void workers_retire_one(void);
+void workers_replace(int slot);
+void workers_tick(int64_t now);
+void workers_check_ready(void);
+void workers_reaped(pid_t pid, int status);
+void workers_tell(int sig);
+int workers_alive(void);
+
+/* master_reload.c */
+void reload_start(void);           /* HUP */
+void upgrade_start(void);          /* USR2 */
+int reload_reaped(pid_t pid, int status); /* 1 if pid was a probe or new master */
+void upgrade_ready(void);          /* our generation is up: tell the old master */
+int upgrade_forward(int fd, const struct chan_msg *msg);
+void upgrade_watch_old(int fd);
+
+#endif

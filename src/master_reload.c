@@ -1,0 +1,314 @@
+/* Reloading (HUP) and upgrading (USR2) by executing hugd again with the
+ * listening sockets inherited, so that no connection is ever refused.
+ *
+ * HUP keeps the master's pid (a supervisor or a container's init must not
+ * see it exit).  A probe process first checks that the new configuration
+ * and code load (`hugd --check-config`); only then does the master execute
+ * itself in place, handing over the scoreboard, its workers and its queue.
+ * The new image imports the new code, starts a new generation of workers,
+ * and retires the old one once the new one is up.  A broken reload stops at
+ * the probe and leaves everything as it was.
+ *
+ * USR2 starts a new master as a child, which inherits the listening sockets
+ * and a channel back to us.  When its workers are up it says READY; we stop
+ * accepting, pass it whatever we hold (queued connections, and idle
+ * keep-alive connections our draining workers hand back), and exit when our
+ * workers are gone.  If it dies before READY we carry on. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hugd/log.h"
+#include "hugd/notify.h"
+#include "master_int.h"
+
+enum { CHAN_READY = 4 };
+
+static void unblock_all_signals(void)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void describe(int status, char *out, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(out, len, "exited with %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, len, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(out, len, "ended (status %d)", status);
+}
+
+static void add_listeners(struct inherited *in)
+{
+    for (int i = 0; i < M.nls; i++) {
+        if (M.ls[i].fd < 0)
+            continue;
+        in->ls[in->nls].fd = M.ls[i].fd;
+        in->ls[in->nls].systemd = strncmp(M.ls[i].bind, "systemd:", 8) == 0;
+        in->ls[in->nls].bind = M.ls[i].bind;
+        in->nls++;
+    }
+}
+
+static int busy(const char *what)
+{
+    if (M.stopping || M.handover) {
+        log_warnx("%s ignored: stopping", what);
+        return 1;
+    }
+    if (M.probe_pid || M.upgrade_pid || M.upgrade_fd >= 0) {
+        log_warnx("%s ignored: a reload or upgrade is already under way", what);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- HUP ---------------------------------------------------------------- */
+
+void reload_start(void)
+{
+    if (busy("HUP"))
+        return;
+    log_info("HUP: checking the new configuration and application");
+    notify_send("RELOADING=1");
+    const struct launch *L = M.launch;
+    int argc = 0;
+    while (L->argv[argc])
+        argc++;
+    char **argv = calloc((size_t)argc + 2, sizeof(char *));
+    if (!argv) {
+        log_err(ENOMEM, "HUP");
+        return;
+    }
+    argv[0] = L->exe;
+    argv[1] = "--check-config";
+    for (int i = 1; i < argc; i++)
+        argv[i + 1] = L->argv[i];
+    pid_t pid = fork();
+    if (pid == 0) {
+        unblock_all_signals();
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, 1);
+        if (chdir(L->cwd) < 0)
+            _exit(127);
+        execv(L->exe, argv);
+        log_err(errno, "HUP: executing %s", L->exe);
+        _exit(127);
+    }
+    free(argv);
+    if (pid < 0) {
+        log_err(errno, "HUP: fork");
+        return;
+    }
+    M.probe_pid = pid;
+}
+
+static void exec_in_place(void)
+{
+    struct inherited in;
+    memset(&in, 0, sizeof(in));
+    in.upgrade_fd = -1;
+    add_listeners(&in);
+    in.sb_fd = M.sb_fd;
+    in.w = calloc((size_t)M.nslots, sizeof(*in.w));
+    in.q = calloc((size_t)M.qlen + 1, sizeof(*in.q));
+    if (!in.w || !in.q) {
+        free(in.w);
+        free(in.q);
+        log_err(ENOMEM, "HUP");
+        return;
+    }
+    for (int i = 0; i < M.nslots; i++)
+        if (M.w[i].pid > 0)
+            in.w[in.nw++] = (struct inherit_worker){i, M.w[i].pid, M.w[i].ch, M.w[i].retiring};
+    for (int k = 0; k < M.qlen; k++) {
+        struct queued *e = &M.q[(M.qhead + k) % M.qcap];
+        in.q[in.nq++] = (struct inherit_conn){e->fd, e->msg.listener};
+    }
+    in.target = M.target;
+    in.workers_setting = M.cfg->workers;
+    char *enc = inherit_encode(&in);
+    free(in.w);
+    free(in.q);
+    if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0) {
+        free(enc);
+        log_err(ENOMEM, "HUP");
+        return;
+    }
+    free(enc);
+    log_info("HUP: the new configuration and application load; reloading");
+    notify_export();
+    unblock_all_signals();
+    if (chdir(M.launch->cwd) < 0)
+        log_err(errno, "HUP: chdir %s", M.launch->cwd);
+    execv(M.launch->exe, M.launch->argv);
+    /* Still here: nothing changed, except that descriptors lost their
+     * close-on-exec flag, which only matters if we exec again. */
+    log_err(errno, "HUP: executing %s; still serving the running generation", M.launch->exe);
+    unsetenv("HUGD_INHERIT");
+    unsetenv("NOTIFY_SOCKET");
+    notify_send("READY=1");
+}
+
+/* ---- USR2 --------------------------------------------------------------- */
+
+static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)io;
+    (void)revents;
+    for (;;) {
+        struct chan_msg m;
+        int fd;
+        int r = channel_recv(M.upgrade_fd, &m, &fd);
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            /* The other master is gone. */
+            ev_io_stop(M.loop, &M.upgrade_w);
+            close(M.upgrade_fd);
+            M.upgrade_fd = -1;
+            return;
+        }
+        if (m.type == CHAN_CONN && fd >= 0) {
+            master_take_conn(fd, &m); /* passed on by the master we replace */
+        } else {
+            if (fd >= 0)
+                close(fd);
+            if (m.type == CHAN_READY && M.upgrade_pid && !M.handover) {
+                /* The new master serves: hand everything over and go. */
+                log_info("USR2: new master (pid %d) is ready; handing over and draining",
+                         (int)M.upgrade_pid);
+                M.handover = 1;
+                master_close_listeners(0);
+                master_dispatch_queue();
+                M.stop_deadline_ms =
+                    monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+                workers_tell(SIGTERM);
+                if (workers_alive() == 0)
+                    ev_break(M.loop, EVBREAK_ALL);
+            }
+        }
+    }
+}
+
+void upgrade_watch_old(int fd)
+{
+    M.upgrade_fd = fd;
+    ev_io_init(&M.upgrade_w, on_upgrade_channel, fd, EV_READ);
+    ev_io_start(M.loop, &M.upgrade_w);
+}
+
+void upgrade_start(void)
+{
+    if (busy("USR2"))
+        return;
+    int fds[2];
+    if (channel_pair(fds) < 0) {
+        log_err(errno, "USR2: socketpair");
+        return;
+    }
+    log_info("USR2: starting a new master from %s", M.launch->exe);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct inherited in;
+        memset(&in, 0, sizeof(in));
+        in.sb_fd = -1;
+        add_listeners(&in);
+        in.upgrade_fd = fds[1];
+        in.target = M.target;
+        in.workers_setting = M.cfg->workers;
+        char *enc = inherit_encode(&in);
+        if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0)
+            _exit(127);
+        notify_export();
+        unblock_all_signals();
+        if (chdir(M.launch->cwd) < 0)
+            _exit(127);
+        execv(M.launch->exe, M.launch->argv);
+        log_err(errno, "USR2: executing %s", M.launch->exe);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        log_err(errno, "USR2: fork");
+        return;
+    }
+    M.upgrade_pid = pid;
+    upgrade_watch_old(fds[0]);
+}
+
+void upgrade_ready(void)
+{
+    /* We are the new master of an upgrade: tell the old one. */
+    if (M.upgrade_fd < 0 || M.upgrade_pid)
+        return;
+    if (channel_send_type(M.upgrade_fd, CHAN_READY) < 0)
+        log_err(errno, "telling the old master we are ready");
+    else
+        log_info("ready: the old master (pid %d) hands over", (int)getppid());
+}
+
+int upgrade_forward(int fd, const struct chan_msg *msg)
+{
+    int rc = -1;
+    for (int tries = 0; M.upgrade_fd >= 0 && tries < 10; tries++) {
+        rc = channel_send_conn(M.upgrade_fd, fd, msg);
+        if (rc == 0 || errno != EAGAIN)
+            break;
+        /* The new master reads its end promptly; a full buffer clears in
+         * moments, and this only happens during a hand-over. */
+        struct pollfd pfd = {.fd = M.upgrade_fd, .events = POLLOUT};
+        poll(&pfd, 1, 100);
+    }
+    if (rc < 0)
+        log_warn(errno, "passing a connection to the new master");
+    close(fd);
+    return rc;
+}
+
+int reload_reaped(pid_t pid, int status)
+{
+    char how[64];
+    if (pid && pid == M.probe_pid) {
+        M.probe_pid = 0;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !M.stopping && !M.handover) {
+            exec_in_place();
+        } else {
+            describe(status, how, sizeof(how));
+            log_errx("HUP: the new configuration or application does not load (check %s; see "
+                     "above); still serving the running generation",
+                     how);
+            notify_send("READY=1");
+        }
+        return 1;
+    }
+    if (pid && pid == M.upgrade_pid) {
+        M.upgrade_pid = 0;
+        describe(status, how, sizeof(how));
+        if (!M.handover) {
+            log_errx("USR2: the new master (pid %d) %s before it was ready; still serving",
+                     (int)pid, how);
+            if (M.upgrade_fd >= 0) {
+                ev_io_stop(M.loop, &M.upgrade_w);
+                close(M.upgrade_fd);
+                M.upgrade_fd = -1;
+            }
+        } else {
+            log_warnx("the new master (pid %d) %s", (int)pid, how);
+        }
+        return 1;
+    }
+    return 0;
+}
