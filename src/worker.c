@@ -105,6 +105,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     }
 }
 
+static void on_check(struct ev_loop *loop, ev_check *ck, int revents)
+{
+    (void)loop;
+    (void)ck;
+    (void)revents;
+    conn_run_ready(self);
+}
+
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -258,6 +266,10 @@ void worker_main(struct worker *w)
     ev_io_start(w->loop, &w->channel_w);
     ev_async_init(&w->signal_w, on_async);
     ev_async_start(w->loop, &w->signal_w);
+    /* Lowest priority: after every read callback of this iteration. */
+    ev_check_init(&w->check_w, on_check);
+    ev_set_priority(&w->check_w, EV_MINPRI);
+    ev_check_start(w->loop, &w->check_w);
     ev_prepare_init(&w->prepare_w, on_prepare);
     ev_prepare_start(w->loop, &w->prepare_w);
     if (got_term || got_quit)

@@ -24,7 +24,7 @@
 static PyObject *app;
 static PyObject **base_environ; /* one per listening socket */
 static int nbase;
-static PyObject *bytes_io, *io_open, *empty_bytes;
+static PyObject *bytes_io, *io_open, *empty_bytes, *empty_input;
 static PyObject *k_method, *k_path, *k_query, *k_protocol, *k_remote_addr, *k_remote_port,
     *k_content_type, *k_content_length, *k_input, *k_request_uri, *k_raw_uri;
 static PyObject *proto10, *proto11;
@@ -60,6 +60,7 @@ static PyObject *make_base(const struct listener *l)
         PyDict_SetItemString(d, "wsgi.input_terminated", Py_True) < 0 ||
         PyDict_SetItemString(d, "wsgi.errors", err) < 0 ||
         PyDict_SetItemString(d, "wsgi.file_wrapper", (PyObject *)&FileWrapper_Type) < 0 ||
+        PyDict_SetItemString(d, "wsgi.input", empty_input) < 0 ||
         set_str(d, "SCRIPT_NAME", "") < 0 || set_str(d, "SERVER_NAME", l->server_name) < 0 ||
         set_str(d, "SERVER_PORT", l->server_port) < 0 ||
         set_str(d, "SERVER_SOFTWARE", "hugd/" HUGD_VERSION) < 0) {
@@ -84,6 +85,7 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     io_open = PyObject_GetAttrString(io, "open");
     Py_DECREF(io);
     empty_bytes = PyBytes_FromStringAndSize("", 0);
+    empty_input = PyObject_New(PyObject, &EmptyInput_Type);
     k_method = intern("REQUEST_METHOD");
     k_path = intern("PATH_INFO");
     k_query = intern("QUERY_STRING");
@@ -97,7 +99,7 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     k_raw_uri = intern("RAW_URI");
     proto10 = intern("HTTP/1.0");
     proto11 = intern("HTTP/1.1");
-    if (!bytes_io || !io_open || !empty_bytes || !k_method || !k_path || !k_query || !k_protocol ||
+    if (!bytes_io || !io_open || !empty_bytes || !empty_input || !k_method || !k_path || !k_query || !k_protocol ||
         !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length || !k_input ||
         !k_request_uri || !k_raw_uri || !proto10 || !proto11)
         goto fail;
@@ -276,8 +278,6 @@ static PyObject *make_input(struct http_request *r)
             close(fd);
         return f;
     }
-    if (r->body.len == 0)
-        return PyObject_CallOneArg(bytes_io, empty_bytes);
     PyObject *b = PyBytes_FromStringAndSize(r->body.p, (Py_ssize_t)r->body.len);
     if (!b)
         return NULL;
@@ -317,6 +317,8 @@ static PyObject *build_environ(struct conn *c)
         if (set_latin1(env, k_content_length, len, (size_t)n) < 0)
             goto fail;
     }
+    if (r->body.len == 0 && r->body_fd < 0)
+        return env; /* the base environ's shared empty stream */
     PyObject *input = make_input(r);
     if (!input)
         goto fail;

@@ -18,6 +18,7 @@ typedef struct {
 
 extern PyTypeObject StartResponse_Type;
 extern PyTypeObject FileWrapper_Type;
+extern PyTypeObject EmptyInput_Type;
 
 int wsgi_types_ready(void);
 PyObject *start_response_new(struct conn *c);

@@ -316,9 +316,60 @@ PyTypeObject FileWrapper_Type = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- wsgi.input for requests without a body ------------------------- */
+
+/* Most requests have no body.  An empty stream has no state to keep, so
+ * one shared object serves them all instead of a BytesIO per request. */
+
+static PyObject *ei_read(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    (void)self;
+    (void)args;
+    if (n > 1) {
+        PyErr_SetString(PyExc_TypeError, "takes at most one argument");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize("", 0);
+}
+
+static PyObject *ei_readlines(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    (void)self;
+    (void)args;
+    if (n > 1) {
+        PyErr_SetString(PyExc_TypeError, "takes at most one argument");
+        return NULL;
+    }
+    return PyList_New(0);
+}
+
+static PyObject *ei_next(PyObject *self)
+{
+    (void)self;
+    return NULL;
+}
+
+static PyMethodDef ei_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))ei_read, METH_FASTCALL, "b'': the body is empty."},
+    {"readline", (PyCFunction)(void (*)(void))ei_read, METH_FASTCALL, "b''"},
+    {"readlines", (PyCFunction)(void (*)(void))ei_readlines, METH_FASTCALL, "[]"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject EmptyInput_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "hugd.EmptyInput",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "wsgi.input of a request without a body",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = ei_next,
+    .tp_methods = ei_methods,
+};
+
 int wsgi_types_ready(void)
 {
-    if (PyType_Ready(&StartResponse_Type) < 0 || PyType_Ready(&FileWrapper_Type) < 0)
+    if (PyType_Ready(&StartResponse_Type) < 0 || PyType_Ready(&FileWrapper_Type) < 0 ||
+        PyType_Ready(&EmptyInput_Type) < 0)
         return -1;
     return 0;
 }

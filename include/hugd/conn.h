@@ -90,6 +90,10 @@ struct conn {
     char peer_port[8];
     uint64_t requests;
     struct conn *prev, *next; /* the worker's list, for draining */
+    struct conn *ready_next;  /* input read this loop iteration, not yet parsed */
+    int in_ready;
+    struct conn *flush_next;  /* response produced, not yet written */
+    int in_flush;
 };
 
 /* Take over a connection handed over by the master. */
@@ -99,5 +103,7 @@ void conn_close(struct conn *c);
 /* Graceful stop: an idle connection goes back to the master now, a busy
  * one after its current response. */
 void conn_drain(struct conn *c);
+/* Parse and answer what the read phase of this loop iteration collected. */
+void conn_run_ready(struct worker *w);
 
 #endif

@@ -25,6 +25,10 @@ struct worker {
     ev_prepare prepare_w;
     ev_timer drain_w;
     struct conn *conns; /* every open connection */
+    struct conn *ready; /* connections with fresh input (conn_run_ready) */
+    struct conn *flush; /* responses to write once the batch has run */
+    int batching;
+    ev_check check_w;
     int nconns;
     int draining;
     int told_free; /* a "free" wake-up was sent and nothing changed since */
