@@ -113,6 +113,11 @@ static int on_headers_complete(llhttp_t *p)
     r->major = llhttp_get_http_major(p);
     r->minor = llhttp_get_http_minor(p);
     r->keepalive = llhttp_should_keep_alive(p);
+    if (r->major != 1)
+        return fail(p, r->major == 0 ? 400 : 505); /* HTTP/0.9 has no headers to go on */
+    size_t hl;
+    if (r->minor >= 1 && !http_header(r, "host", &hl))
+        return fail(p, 400); /* RFC 9112 3.2: a 1.1 request without Host is invalid */
     int has_body = 0;
     if (p->flags & F_CONTENT_LENGTH) {
         r->has_length = 1;

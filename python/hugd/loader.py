@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 
 
 class TargetError(Exception):
@@ -60,7 +61,12 @@ def _start_hug(module):
     api = module.__dict__.get("__hug__")
     if api is None or module.__dict__.get("__hug_serving__"):
         return
-    module.__hug_wsgi__ = api.http.server()
+    with warnings.catch_warnings():
+        # Hug builds its app with falcon.API, which Falcon 3 marks deprecated;
+        # the warning is about Hug, not the application, and would otherwise
+        # be logged at every start and reload.
+        warnings.filterwarnings("ignore", message=".*API class may be removed.*")
+        module.__hug_wsgi__ = api.http.server()
     module.__hug_serving__ = True
 
 

@@ -68,7 +68,7 @@ static void test_http10_keepalive(void)
     CHECK_INT(c->req.keepalive, 1);
     drop(c);
     c = fresh();
-    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), FEED_REQUEST);
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"), FEED_REQUEST);
     CHECK_INT(c->req.keepalive, 0);
     drop(c);
 }
@@ -76,11 +76,11 @@ static void test_http10_keepalive(void)
 static void test_pipelined(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-                      "GET /3 HTTP/1.1\r\n\r\n"),
+    CHECK_INT(feed(c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+                      "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"),
               FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/1");
-    CHECK_INT(c->in.off, 19); /* stopped right after the first request */
+    CHECK_INT(c->in.off, 28); /* stopped right after the first request */
     http_next(c);
     CHECK_INT(http_feed(c), FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/2");
@@ -97,7 +97,7 @@ static void test_byte_by_byte(void)
 {
     /* Every callback split at every byte: names and values must come out
      * whole anyway. */
-    const char *req = "PUT /split HTTP/1.1\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
+    const char *req = "PUT /split HTTP/1.1\r\nHost: h\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
     struct conn *c = fresh();
     size_t n = strlen(req);
     for (size_t i = 0; i < n - 1; i++) {
@@ -116,7 +116,7 @@ static void test_byte_by_byte(void)
 static void test_chunked_body(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+    CHECK_INT(feed(c, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
               FEED_NEED_MORE);
     CHECK_INT(feed(c, "6\r\n world\r\n0\r\n\r\n"), FEED_REQUEST);
     CHECK_MEM(c->req.body.p, c->req.body.len, "hello world");
@@ -129,7 +129,7 @@ static void test_spool(void)
 {
     limits(8190, 100, 8190, 0, 4); /* more than 4 body bytes go to a file */
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"), FEED_REQUEST);
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"), FEED_REQUEST);
     CHECK_INT(c->req.body_fd >= 0, 1);
     char back[16] = {0};
     CHECK_INT(pread(c->req.body_fd, back, sizeof(back), 0), 10);
@@ -142,28 +142,28 @@ static void test_limits(void)
 {
     limits(16, 3, 32, 10, 1 << 20);
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "GET /0123456789abcdef HTTP/1.1\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "GET /0123456789abcdef HTTP/1.1\r\nHost: h\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 414);
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 431);
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nA: 0123456789012345678901234567890123\r\n\r\n"),
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nA: 0123456789012345678901234567890123\r\n\r\n"),
               FEED_ERROR);
     CHECK_INT(c->req.error_status, 431);
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 413);
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "6\r\nabcdef\r\n6\r\nabcdef\r\n0\r\n\r\n"),
               FEED_ERROR);
     CHECK_INT(c->req.error_status, 413);
@@ -175,11 +175,11 @@ static void test_bad_requests(void)
 {
     static const char *bad[] = {
         "garbage\r\n\r\n",
-        "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-        "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
-        "GET /\x01 HTTP/1.1\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct conn *c = fresh();
@@ -191,12 +191,25 @@ static void test_bad_requests(void)
     CHECK_INT(feed(c, "GET / HTTP/4.2\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 505);
     drop(c);
+    /* HTTP/0.9: no version, no headers. */
+    c = fresh();
+    CHECK_INT(feed(c, "GET /\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(c->req.error_status, 400);
+    drop(c);
+    /* HTTP/1.1 without Host; HTTP/1.0 may leave it out. */
+    c = fresh();
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nX: y\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(c->req.error_status, 400);
+    drop(c);
+    c = fresh();
+    CHECK_INT(feed(c, "GET / HTTP/1.0\r\n\r\n"), FEED_REQUEST);
+    drop(c);
 }
 
 static void test_expect(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
               FEED_NEED_MORE);
     CHECK_INT(c->req.expect_continue, 1);
     CHECK_INT(feed(c, "abc"), FEED_REQUEST);
@@ -204,12 +217,12 @@ static void test_expect(void)
 
     /* Nothing to continue with: no interim response owed. */
     c = fresh();
-    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"), FEED_REQUEST);
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n"), FEED_REQUEST);
     CHECK_INT(c->req.expect_continue, 0);
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 417);
     drop(c);
 }
