@@ -152,18 +152,6 @@ int pyapp_freeze(void)
 
 int pyapp_worker_init(void)
 {
-    /* all_threads: the app may have threads of its own; their stacks help. */
-    PyObject *m = PyImport_ImportModule("faulthandler");
-    if (!m) {
-        PyErr_Print();
-        return -1;
-    }
-    PyObject *r = PyObject_CallMethod(m, "enable", NULL);
-    Py_DECREF(m);
-    if (!r) {
-        PyErr_Print();
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    /* faulthandler.enable(): writes to sys.stderr (the error log). */
+    return call_module_fn("faulthandler", "enable");
 }
