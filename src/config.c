@@ -111,7 +111,8 @@ static const struct setting table[] = {
 };
 
 #define NSETTINGS (sizeof table / sizeof *table)
-_Static_assert(NSETTINGS <= sizeof(unsigned long long) * CHAR_BIT, "list_restart has a bit per row");
+_Static_assert(NSETTINGS <= sizeof(unsigned long long) * CHAR_BIT,
+               "list_restart has a bit per row");
 
 static const char *const level_names[] = {"debug", "info", "warning", "error", "critical"};
 

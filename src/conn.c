@@ -261,14 +261,13 @@ static void access_log(struct conn *c)
     const char *ref = http_header(r, "referer", &rl);
     const char *ua = http_header(r, "user-agent", &ul);
     char line[4096];
-    int n = snprintf(line, sizeof(line),
-                     "%s - - [%s] \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.6f\n",
-                     c->peer_addr[0] ? c->peer_addr : "-", t,
-                     llhttp_method_name((llhttp_method_t)r->method), (int)(r->url_len > 2000 ? 2000 : r->url_len),
-                     r->arena.p + r->url, r->major, r->minor, c->resp.status,
-                     (unsigned long long)c->resp.body_sent, ref ? (int)(rl > 500 ? 500 : rl) : 1,
-                     ref ? ref : "-", ua ? (int)(ul > 500 ? 500 : ul) : 1, ua ? ua : "-",
-                     ev_time() - r->started_at);
+    int n = snprintf(
+        line, sizeof(line), "%s - - [%s] \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.6f\n",
+        c->peer_addr[0] ? c->peer_addr : "-", t, llhttp_method_name((llhttp_method_t)r->method),
+        (int)(r->url_len > 2000 ? 2000 : r->url_len), r->arena.p + r->url, r->major, r->minor,
+        c->resp.status, (unsigned long long)c->resp.body_sent, ref ? (int)(rl > 500 ? 500 : rl) : 1,
+        ref ? ref : "-", ua ? (int)(ul > 500 ? 500 : ul) : 1, ua ? ua : "-",
+        ev_time() - r->started_at);
     if (n > 0)
         log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

@@ -88,14 +88,15 @@ static int parse_line(struct inherited *in, const char *line)
         close_on_exec(in->sb_fd);
         return 0;
     case 'W':
-        if (sscanf(line, "W %d %d %d %d", &a, &b, &c, &d) != 4 || a < 0 ||
-            a >= HUGD_MAX_WORKERS || grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
+        if (sscanf(line, "W %d %d %d %d", &a, &b, &c, &d) != 4 || a < 0 || a >= HUGD_MAX_WORKERS ||
+            grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
             return -1;
         in->w[in->nw++] = (struct inherit_worker){a, (pid_t)b, c, d};
         close_on_exec(c);
         return 0;
     case 'Q':
-        if (sscanf(line, "Q %d %d", &a, &b) != 2 || grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0)
+        if (sscanf(line, "Q %d %d", &a, &b) != 2 ||
+            grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0)
             return -1;
         in->q[in->nq++] = (struct inherit_conn){a, b};
         close_on_exec(a);

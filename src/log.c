@@ -106,8 +106,8 @@ void log_write(enum log_level lvl, int errnum, const char *fmt, ...)
 {
     char buf[2048];
     size_t n = stamp(buf, sizeof(buf));
-    int k = snprintf(buf + n, sizeof(buf) - n, " [%d] [%s] [%s] ", (int)getpid(), role,
-                     level_tag[lvl]);
+    int k =
+        snprintf(buf + n, sizeof(buf) - n, " [%d] [%s] [%s] ", (int)getpid(), role, level_tag[lvl]);
     if (k > 0)
         n += (size_t)k;
     va_list ap;

@@ -59,7 +59,7 @@ struct master {
     pid_t upgrade_pid; /* USR2: the new master we started */
     int upgrade_fd;    /* channel to the other master (either side) */
     ev_io upgrade_w;
-    int handover;      /* the new master took over: we pass everything on */
+    int handover; /* the new master took over: we pass everything on */
     ev_child child_w;
     ev_signal sig_w[10];
     ev_timer tick_w;
@@ -86,10 +86,10 @@ void workers_tell(int sig);
 int workers_alive(void);
 
 /* master_reload.c */
-void reload_start(void);           /* HUP */
-void upgrade_start(void);          /* USR2 */
+void reload_start(void);                  /* HUP */
+void upgrade_start(void);                 /* USR2 */
 int reload_reaped(pid_t pid, int status); /* 1 if pid was a probe or new master */
-void upgrade_ready(void);          /* our generation is up: tell the old master */
+void upgrade_ready(void);                 /* our generation is up: tell the old master */
 int upgrade_forward(int fd, const struct chan_msg *msg);
 void upgrade_watch_old(int fd);
 

@@ -173,8 +173,8 @@ void workers_replace(int i)
     spawn(j);
     if (M.w[j].pid > 0) {
         wp->replaced_by = j + 1;
-        log_info("worker %d (pid %d) reached max_requests; worker %d replaces it", i,
-                 (int)wp->pid, j);
+        log_info("worker %d (pid %d) reached max_requests; worker %d replaces it", i, (int)wp->pid,
+                 j);
     }
 }
 
@@ -280,8 +280,8 @@ void workers_reaped(pid_t pid, int status)
         if (delay > 30000)
             delay = 30000;
         M.next_spawn_ms = monotonic_ms() + delay;
-        log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s",
-                 i, lived / 1000.0, M.fail_streak, delay / 1000.0);
+        log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s", i,
+                 lived / 1000.0, M.fail_streak, delay / 1000.0);
     } else if (lived >= EARLY_DEATH_MS) {
         M.fail_streak = 0;
     }

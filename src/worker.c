@@ -48,8 +48,7 @@ static void finish(struct worker *w) __attribute__((noreturn));
 static void finish(struct worker *w)
 {
     atomic_store(&w->slot->state, SB_DRAINING);
-    log_info("exiting after %llu requests",
-             (unsigned long long)atomic_load(&w->slot->requests));
+    log_info("exiting after %llu requests", (unsigned long long)atomic_load(&w->slot->requests));
     /* atexit handlers the application registered run here, as they would
      * under any Python server. */
     if (Py_FinalizeEx() < 0)

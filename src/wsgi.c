@@ -99,9 +99,9 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     k_raw_uri = intern("RAW_URI");
     proto10 = intern("HTTP/1.0");
     proto11 = intern("HTTP/1.1");
-    if (!bytes_io || !io_open || !empty_bytes || !empty_input || !k_method || !k_path || !k_query || !k_protocol ||
-        !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length || !k_input ||
-        !k_request_uri || !k_raw_uri || !proto10 || !proto11)
+    if (!bytes_io || !io_open || !empty_bytes || !empty_input || !k_method || !k_path || !k_query ||
+        !k_protocol || !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length ||
+        !k_input || !k_request_uri || !k_raw_uri || !proto10 || !proto11)
         goto fail;
     base_environ = calloc((size_t)nls, sizeof(*base_environ));
     if (!base_environ)
@@ -190,7 +190,8 @@ static int add_url(PyObject *env, const struct http_request *r)
         n = (size_t)(hash - u);
     const char *q = memchr(u, '?', n);
     size_t plen = q ? (size_t)(q - u) : n;
-    PyObject *path = plen ? decode_path(u, plen) : PyUnicode_FromString(n && u[0] != '?' ? "" : "/");
+    PyObject *path =
+        plen ? decode_path(u, plen) : PyUnicode_FromString(n && u[0] != '?' ? "" : "/");
     if (!path)
         return -1;
     int rc = PyDict_SetItem(env, k_path, path);
@@ -307,8 +308,9 @@ static PyObject *build_environ(struct conn *c)
         PyDict_SetItem(env, k_protocol, r->minor == 0 ? proto10 : proto11) < 0 ||
         add_url(env, r) < 0 || add_headers(env, r) < 0)
         goto fail;
-    if (c->peer_addr[0] && (set_latin1(env, k_remote_addr, c->peer_addr, strlen(c->peer_addr)) < 0 ||
-                            set_latin1(env, k_remote_port, c->peer_port, strlen(c->peer_port)) < 0))
+    if (c->peer_addr[0] &&
+        (set_latin1(env, k_remote_addr, c->peer_addr, strlen(c->peer_addr)) < 0 ||
+         set_latin1(env, k_remote_port, c->peer_port, strlen(c->peer_port)) < 0))
         goto fail;
     if (r->body_size && !r->has_length) {
         /* A chunked body: its length is known now that it has been read. */
@@ -460,7 +462,8 @@ static void end_body(struct conn *c)
     struct http_response *rp = &c->resp;
     if (rp->chunked)
         buf_append(&c->out, "0\r\n\r\n", 5);
-    else if (!rp->no_body && rp->content_length >= 0 && rp->body_sent < (uint64_t)rp->content_length) {
+    else if (!rp->no_body && rp->content_length >= 0 &&
+             rp->body_sent < (uint64_t)rp->content_length) {
         log_warnx("application sent %llu of its Content-Length of %lld; closing the connection",
                   (unsigned long long)rp->body_sent, (long long)rp->content_length);
         c->keepalive = 0;

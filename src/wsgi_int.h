@@ -5,14 +5,12 @@
 #include "hugd/wsgi.h"
 
 typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
+    PyObject_HEAD vectorcallfunc vectorcall;
     struct conn *c; /* NULL once the response is over: late calls fail cleanly */
 } StartResponse;
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *filelike;
+    PyObject_HEAD PyObject *filelike;
     Py_ssize_t blksize;
 } FileWrapper;
 

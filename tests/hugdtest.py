@@ -128,14 +128,20 @@ class Server:
         _ALL_SERVERS.append(self)
 
     # -- start / stop ---------------------------------------------------
-    def spawn(self, args, cwd=None, env=None):
-        """Start hugd with exactly these args (no bind added, no waiting)."""
+    def spawn(self, args, cwd=None, env=None, allow_root=True, prefix=(), pass_fds=(),
+              preexec_fn=None):
+        """Start hugd with exactly these args (no bind added, no waiting).
+
+        allow_root=False: don't add --allow-root when running as root.
+        prefix: argv run in front of the binary (it must exec it, keeping
+        the pid), e.g. a shell setting LISTEN_PID=$$; pass_fds/preexec_fn
+        go to subprocess.Popen."""
         args = [str(a) for a in args]
-        if os.geteuid() == 0 and not any(a in ("--allow-root", "-u", "--user") or
+        if allow_root and os.geteuid() == 0 and not any(a in ("--allow-root", "-u", "--user") or
                                          a.startswith("--user=") for a in args):
             # hugd refuses to run an app as root unless told; CI runs as root.
             args = ["--allow-root"] + args
-        self.args = [HUGD_BIN] + args
+        self.args = [str(a) for a in prefix] + [HUGD_BIN] + args
         full_env = dict(os.environ)
         full_env.pop("PYTHONPATH", None)
         full_env.pop("PYTHONHOME", None)
@@ -157,6 +163,8 @@ class Server:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=preexec_fn,
             )
         finally:
             out.close()

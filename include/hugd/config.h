@@ -46,8 +46,8 @@ struct hugd_config {
     int max_requests_jitter;
 
     /* [http] */
-    double keepalive;       /* idle keep-alive timeout, seconds; 0 disables keep-alive */
-    double header_timeout;  /* seconds a client has to send a whole request head */
+    double keepalive;      /* idle keep-alive timeout, seconds; 0 disables keep-alive */
+    double header_timeout; /* seconds a client has to send a whole request head */
     int limit_request_line;
     int limit_request_fields;
     int limit_request_field_size;
@@ -61,8 +61,9 @@ struct hugd_config {
 
     int check_config; /* --check-config: validate, print, exit */
 
-    unsigned long long list_restart; /* config.c's own: per setting, whether the next value of a list
-                            * (bind, pythonpath) replaces it rather than extends it */
+    unsigned long long
+        list_restart; /* config.c's own: per setting, whether the next value of a list
+                       * (bind, pythonpath) replaces it rather than extends it */
 };
 
 /* Fill every field with its default. */

@@ -31,8 +31,8 @@ struct http_request {
     int head_done; /* on_headers_complete has run */
     int complete;  /* on_message_complete has run */
     uint8_t method, major, minor;
-    int keepalive;       /* what the client's side allows */
-    int expect_continue; /* a "100 Continue" is owed before the body */
+    int keepalive;           /* what the client's side allows */
+    int expect_continue;     /* a "100 Continue" is owed before the body */
     uint64_t content_length; /* declared, when has_length */
     int has_length;
     /* body: in memory up to body_buffer_size, then spooled to a temp file */
@@ -45,26 +45,26 @@ struct http_request {
 
 /* The response being produced for the current request. */
 struct http_response {
-    void *result;        /* PyObject*: the application's iterable, for close() */
-    void *iter;          /* PyObject*: iterator over it, NULL when exhausted */
-    void *start_resp;    /* PyObject*: the start_response object, unhooked at the end */
-    struct buf head;     /* encoded app headers ("Name: value\r\n"...) */
-    int status;          /* numeric status; 0 until start_response */
+    void *result;     /* PyObject*: the application's iterable, for close() */
+    void *iter;       /* PyObject*: iterator over it, NULL when exhausted */
+    void *start_resp; /* PyObject*: the start_response object, unhooked at the end */
+    struct buf head;  /* encoded app headers ("Name: value\r\n"...) */
+    int status;       /* numeric status; 0 until start_response */
     struct buf status_line;
-    int headers_sent;    /* status line and headers are in the output */
-    int chunked;         /* Transfer-Encoding: chunked framing */
-    int no_body;         /* HEAD, 1xx, 204, 304 */
-    int app_close;       /* the app asked for Connection: close */
+    int headers_sent; /* status line and headers are in the output */
+    int chunked;      /* Transfer-Encoding: chunked framing */
+    int no_body;      /* HEAD, 1xx, 204, 304 */
+    int app_close;    /* the app asked for Connection: close */
     int has_date, has_server;
     int64_t content_length; /* declared by the app or computed, -1 if unknown */
     int length_from_app;    /* the app sent Content-Length itself */
-    uint64_t body_sent;  /* body bytes produced (before framing) */
-    void *pending;       /* PyObject* bytes too big to copy, written from here */
+    uint64_t body_sent;     /* body bytes produced (before framing) */
+    void *pending;          /* PyObject* bytes too big to copy, written from here */
     size_t pending_off;
-    int file_fd;         /* wsgi.file_wrapper: sendfile from here */
+    int file_fd; /* wsgi.file_wrapper: sendfile from here */
     off_t file_off;
     uint64_t file_left;
-    int finished;        /* nothing more will be produced */
+    int finished; /* nothing more will be produced */
 };
 
 enum conn_state { CONN_READING, CONN_RESPONDING, CONN_CLOSING };
@@ -81,9 +81,9 @@ struct conn {
     struct buf in; /* unparsed input lives at in.p[in.off .. in.len) */
     struct http_request req;
     struct http_response resp;
-    struct buf out;  /* bytes waiting to be written */
-    int keepalive;   /* keep the connection after this response */
-    int peer_eof;    /* the client closed its side */
+    struct buf out;               /* bytes waiting to be written */
+    int keepalive;                /* keep the connection after this response */
+    int peer_eof;                 /* the client closed its side */
     struct sockaddr_storage peer; /* as accept4 gave it, for a hand-back */
     socklen_t peerlen;
     char peer_addr[INET6_ADDRSTRLEN];
@@ -92,7 +92,7 @@ struct conn {
     struct conn *prev, *next; /* the worker's list, for draining */
     struct conn *ready_next;  /* input read this loop iteration, not yet parsed */
     int in_ready;
-    struct conn *flush_next;  /* response produced, not yet written */
+    struct conn *flush_next; /* response produced, not yet written */
     int in_flush;
 };
 

@@ -10,11 +10,11 @@
 #include "hugd/conn.h"
 
 struct http_limits {
-    uint32_t request_line;    /* bytes in the request target */
-    uint32_t fields;          /* header lines */
-    uint32_t field_size;      /* bytes in one header line */
-    uint64_t max_body;        /* 0: no limit */
-    uint64_t body_in_memory;  /* beyond this the body is spooled to a file */
+    uint32_t request_line;   /* bytes in the request target */
+    uint32_t fields;         /* header lines */
+    uint32_t field_size;     /* bytes in one header line */
+    uint64_t max_body;       /* 0: no limit */
+    uint64_t body_in_memory; /* beyond this the body is spooled to a file */
 };
 
 void http_set_limits(const struct http_limits *l);

@@ -21,11 +21,11 @@ enum sb_state {
 struct sb_slot {
     /* worker-written */
     _Atomic int state;
-    _Atomic uint64_t received;      /* connections taken from the channel */
-    _Atomic uint64_t closed;        /* connections finished */
-    _Atomic uint64_t requests;      /* requests answered */
-    _Atomic int64_t busy_since_ms;  /* CLOCK_MONOTONIC ms when it entered the app */
-    char request[120];              /* "GET /path" being served, for the timeout log */
+    _Atomic uint64_t received;     /* connections taken from the channel */
+    _Atomic uint64_t closed;       /* connections finished */
+    _Atomic uint64_t requests;     /* requests answered */
+    _Atomic int64_t busy_since_ms; /* CLOCK_MONOTONIC ms when it entered the app */
+    char request[120];             /* "GET /path" being served, for the timeout log */
 
     /* master-written */
     _Atomic uint64_t sent; /* connections handed to this worker */

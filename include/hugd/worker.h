@@ -31,7 +31,7 @@ struct worker {
     ev_check check_w;
     int nconns;
     int draining;
-    int told_free; /* a "free" wake-up was sent and nothing changed since */
+    int told_free;         /* a "free" wake-up was sent and nothing changed since */
     uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
     int retire_asked;
     void *py_thread; /* PyThreadState* while the loop waits in poll */

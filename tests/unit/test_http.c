@@ -76,7 +76,8 @@ static void test_http10_keepalive(void)
 static void test_pipelined(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+    CHECK_INT(feed(c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: "
+                      "h\r\nContent-Length: 3\r\n\r\nabc"
                       "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"),
               FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/1");
@@ -97,7 +98,8 @@ static void test_byte_by_byte(void)
 {
     /* Every callback split at every byte: names and values must come out
      * whole anyway. */
-    const char *req = "PUT /split HTTP/1.1\r\nHost: h\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
+    const char *req =
+        "PUT /split HTTP/1.1\r\nHost: h\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
     struct conn *c = fresh();
     size_t n = strlen(req);
     for (size_t i = 0; i < n - 1; i++) {
@@ -116,8 +118,9 @@ static void test_byte_by_byte(void)
 static void test_chunked_body(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
-              FEED_NEED_MORE);
+    CHECK_INT(
+        feed(c, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+        FEED_NEED_MORE);
     CHECK_INT(feed(c, "6\r\n world\r\n0\r\n\r\n"), FEED_REQUEST);
     CHECK_MEM(c->req.body.p, c->req.body.len, "hello world");
     CHECK_INT(c->req.has_length, 0);
@@ -129,7 +132,8 @@ static void test_spool(void)
 {
     limits(8190, 100, 8190, 0, 4); /* more than 4 body bytes go to a file */
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"), FEED_REQUEST);
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"),
+              FEED_REQUEST);
     CHECK_INT(c->req.body_fd >= 0, 1);
     char back[16] = {0};
     CHECK_INT(pread(c->req.body_fd, back, sizeof(back), 0), 10);
@@ -147,7 +151,8 @@ static void test_limits(void)
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"),
+              FEED_ERROR);
     CHECK_INT(c->req.error_status, 431);
     drop(c);
 
@@ -209,8 +214,9 @@ static void test_bad_requests(void)
 static void test_expect(void)
 {
     struct conn *c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
-              FEED_NEED_MORE);
+    CHECK_INT(
+        feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
+        FEED_NEED_MORE);
     CHECK_INT(c->req.expect_continue, 1);
     CHECK_INT(feed(c, "abc"), FEED_REQUEST);
     drop(c);
@@ -222,7 +228,8 @@ static void test_expect(void)
     drop(c);
 
     c = fresh();
-    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\n"), FEED_ERROR);
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\nContent-Length: 3\r\n\r\n"),
+              FEED_ERROR);
     CHECK_INT(c->req.error_status, 417);
     drop(c);
 }
