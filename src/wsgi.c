@@ -378,7 +378,7 @@ void wsgi_send_headers(struct conn *c)
         buf_append(o, d, dl);
     }
     buf_append(o, rp->head.p, rp->head.len);
-    if (rp->content_length >= 0 && !rp->length_from_app && s >= 200 && s != 204) {
+    if (rp->content_length >= 0 && !rp->length_from_app && s >= 200 && s != 204 && s != 304) {
         char cl[48];
         int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)rp->content_length);
         buf_append(o, cl, (size_t)n);
