@@ -109,11 +109,10 @@ int main(int argc, char **argv)
     int reload = inh.sb_fd >= 0;
 
     /* The master and workers must not stop on a dead client, and must not
-     * keep a signal mask from whoever executed us. */
+     * keep a signal mask from whoever executed us; the master's own
+     * signals wait until its loop can handle them. */
     signal(SIGPIPE, SIG_IGN);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    master_block_signals(cfg.check_config ? -1 : 2);
     umask((mode_t)cfg.umask);
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "hugd: chdir %s: %s\n", cfg.chdir, strerror(errno));

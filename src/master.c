@@ -273,6 +273,21 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
+static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
+                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
+
+void master_block_signals(int block)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t k = 0; k < NSIGS; k++)
+        sigaddset(&set, master_sigs[k]);
+    if (block == -1)
+        sigemptyset(&set);
+    sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
+}
+
 static int adopt(struct inherited *inh)
 {
     int64_t now = monotonic_ms();
@@ -352,12 +367,11 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     }
     ev_child_init(&M.child_w, on_child, 0, 0);
     ev_child_start(M.loop, &M.child_w);
-    static const int sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
-                               SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
-    for (size_t k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++) {
-        ev_signal_init(&M.sig_w[k], on_signal, sigs[k]);
+    for (size_t k = 0; k < NSIGS; k++) {
+        ev_signal_init(&M.sig_w[k], on_signal, master_sigs[k]);
         ev_signal_start(M.loop, &M.sig_w[k]);
     }
+    master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
 

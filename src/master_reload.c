@@ -148,13 +148,16 @@ static void exec_in_place(void)
     free(enc);
     log_info("HUP: the new configuration and application load; reloading");
     notify_export();
-    unblock_all_signals();
+    /* Blocked across exec: a signal in the gap stays pending for the new
+     * image instead of killing the process. */
+    master_block_signals(1);
     if (chdir(M.launch->cwd) < 0)
         log_err(errno, "HUP: chdir %s", M.launch->cwd);
     execv(M.launch->exe, M.launch->argv);
     /* Still here: nothing changed, except that descriptors lost their
      * close-on-exec flag, which only matters if we exec again. */
     log_err(errno, "HUP: executing %s; still serving the running generation", M.launch->exe);
+    master_block_signals(0);
     unsetenv("HUGD_INHERIT");
     unsetenv("NOTIFY_SOCKET");
     notify_send("READY=1");
@@ -232,7 +235,7 @@ void upgrade_start(void)
         if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0)
             _exit(127);
         notify_export();
-        unblock_all_signals();
+        master_block_signals(2); /* until the new master can handle them */
         if (chdir(M.launch->cwd) < 0)
             _exit(127);
         execv(M.launch->exe, M.launch->argv);

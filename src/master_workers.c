@@ -33,11 +33,11 @@ static int serving_count(void)
     return n;
 }
 
-void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
+/* Read everything the worker sent.  Also called for a worker that has
+ * exited: connections it handed back just before are still in the channel,
+ * and closing it unread would reset them. */
+static void read_channel(struct wproc *wp)
 {
-    (void)loop;
-    (void)revents;
-    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
     for (;;) {
         struct chan_msg m;
         int fd;
@@ -51,6 +51,13 @@ void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
         if (m.type == CHAN_RETIRE)
             workers_replace((int)(wp - M.w));
     }
+}
+
+void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    read_channel((struct wproc *)((char *)io - offsetof(struct wproc, ch_w)));
     /* Some worker turned free or became ready: the queue can move, a
      * worker waiting for its replacement may go, a generation may be up. */
     workers_check_ready();
@@ -264,9 +271,11 @@ void workers_reaped(pid_t pid, int status)
         LOG_AT(expected && WTERMSIG(status) != SIGABRT ? LOG_LVL_INFO : LOG_LVL_ERROR, 0,
                "worker %d (pid %d) killed by signal %d (%s)", i, (int)pid, WTERMSIG(status),
                strsignal(WTERMSIG(status)));
-    ev_io_stop(M.loop, &wp->ch_w);
-    close(wp->ch);
     int was_expected = wp->retiring || wp->old_gen;
+    ev_io_stop(M.loop, &wp->ch_w);
+    wp->retiring = 1; /* a CHAN_RETIRE from the dead asks for nothing */
+    read_channel(wp);
+    close(wp->ch);
     memset(wp, 0, sizeof(*wp));
     scoreboard_reset_slot(s);
 

@@ -17,6 +17,14 @@ struct launch {
     char *cwd;   /* the directory it was started in (before --chdir) */
 };
 
+/* Block (1) or unblock (0) the signals the master acts on; 2: block
+ * exactly those and unblock every other, -1: unblock all (one atomic mask
+ * change each, so that a pending signal is never let through between two
+ * steps).  They stay blocked from start-up, and across the exec of a
+ * reload, until the master loop has its handlers in place: a HUP or TERM
+ * that comes early waits instead of killing the process. */
+void master_block_signals(int block);
+
 /* Serve until stopped.  app_ok is 0 when a reload could not import the new
  * application: the inherited workers go on serving and none are started.
  * Returns the process exit code. */
