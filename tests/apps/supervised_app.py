@@ -1,0 +1,33 @@
+"""WSGI app for the supervision tests (tests/test_supervision.py).
+
+Every answer is '<VERSION> <pid>\\n', so a client can tell which worker and
+which code answered.  The reload tests copy this file and rewrite VERSION.
+
+  /pid          answer at once
+  /sleep?s=N    sleep N seconds in the function `sleep`, then answer
+"""
+import os
+import time
+from urllib.parse import parse_qs
+
+VERSION = "base"
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path == "/sleep":
+        qs = parse_qs(environ.get("QUERY_STRING", ""))
+        sleep(float(qs.get("s", ["1"])[0]))
+    elif path != "/pid":
+        body = b"not found\n"
+        start_response("404 Not Found", [("Content-Type", "text/plain"),
+                                         ("Content-Length", str(len(body)))])
+        return [body]
+    body = f"{VERSION} {os.getpid()}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
