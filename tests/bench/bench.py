@@ -197,7 +197,9 @@ def server_argv(name, port, args):
     tset = ["taskset", "-c", str(args.server_cpu)]
     addr = "127.0.0.1:%d" % port
     if name == "hugd":
-        return tset + [args.hugd, "-w", "1", "-b", addr, APP_FILE], \
+        # The peers run as whoever runs the benchmark; so does hugd.
+        root = ["--allow-root"] if os.geteuid() == 0 else []
+        return tset + [args.hugd] + root + ["-w", "1", "-b", addr, APP_FILE], \
             signal.SIGTERM
     if name == "gunicorn":
         return tset + [PY, "-m", "gunicorn", "-w", "1", "-k", "sync",
