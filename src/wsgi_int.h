@@ -19,6 +19,12 @@ extern PyTypeObject FileWrapper_Type;
 extern PyTypeObject EmptyInput_Type;
 
 int wsgi_types_ready(void);
+
+/* wsgi_environ.c */
+extern PyObject *wsgi_app;
+/* A new environ for c's request (a new reference), or NULL with an
+ * exception set. */
+PyObject *wsgi_build_environ(struct conn *c);
 PyObject *start_response_new(struct conn *c);
 
 /* Status line and headers into the output, framing decided (wsgi.c). */
