@@ -10,10 +10,10 @@
  * on the command line replaces the file's.  c->list_restart holds, per table
  * row, "the next value starts a new list". */
 #include "hugd/config.h"
+#include "config_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <ini.h>
 #include <limits.h>
 #include <math.h>
@@ -23,33 +23,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef HUGD_VERSION
-#define HUGD_VERSION "0.1.0"
-#endif
-
 /* Timers elsewhere may turn seconds into int milliseconds; this cannot overflow. */
 #define MAX_SECONDS 2147483
-
-enum type { T_INT, T_MODE, T_SECONDS, T_SIZE, T_STRING, T_LIST, T_BIND, T_LEVEL, T_BOOL, T_ACTION };
-
-struct setting {
-    const char *section; /* NULL: command line only */
-    const char *key;
-    const char *lopt; /* NULL: not an option (TARGET is positional) */
-    int sopt;
-    enum type type;
-    size_t off;
-    long long min, max; /* T_INT, T_SECONDS, T_SIZE */
-    const char *def;    /* parsed like user input; NULL = unset */
-    const char *arg;    /* what --help calls the value */
-    const char *help;
-};
 
 #define OFF(f) offsetof(struct hugd_config, f)
 #define NORANGE 0, 0
 
 /* Rows of one section stay together: config_print walks the table in order. */
-static const struct setting table[] = {
+const struct setting config_table[] = {
     {"app", "target", NULL, 0, T_STRING, OFF(target), NORANGE, NULL, "TARGET",
      "the application: app.py, a module, or module:attr"},
     {"app", "chdir", "chdir", 0, T_STRING, OFF(chdir), NORANGE, NULL, "DIR",
@@ -110,7 +91,9 @@ static const struct setting table[] = {
     {NULL, "help", "help", 'h', T_ACTION, 0, NORANGE, NULL, NULL, "print this help and exit"},
 };
 
-#define NSETTINGS (sizeof table / sizeof *table)
+#define NSETTINGS CONFIG_NSETTINGS
+_Static_assert(sizeof config_table / sizeof *config_table == CONFIG_NSETTINGS,
+               "CONFIG_NSETTINGS (config_int.h) counts the rows of the table");
 _Static_assert(NSETTINGS <= sizeof(unsigned long long) * CHAR_BIT,
                "list_restart has a bit per row");
 
@@ -135,11 +118,11 @@ static void *field(const void *c, const struct setting *e)
     return (char *)c + e->off;
 }
 
-static unsigned long long list_rows(void)
+unsigned long long config_list_rows(void)
 {
     unsigned long long bits = 0;
     for (size_t i = 0; i < NSETTINGS; i++)
-        if (table[i].type == T_LIST || table[i].type == T_BIND)
+        if (config_table[i].type == T_LIST || config_table[i].type == T_BIND)
             bits |= 1ull << i;
     return bits;
 }
@@ -147,7 +130,7 @@ static unsigned long long list_rows(void)
 /* True at the first value of a list in a new source; clears the mark. */
 static int restart_list(struct hugd_config *c, const struct setting *e)
 {
-    unsigned long long bit = 1ull << (e - table);
+    unsigned long long bit = 1ull << (e - config_table);
     int r = (c->list_restart & bit) != 0;
     c->list_restart &= ~bit;
     return r;
@@ -308,7 +291,7 @@ static int add_binds(struct hugd_config *c, const struct setting *e, const char 
                      size_t len)
 {
     char *copy = strdup(v), *tok[HUGD_MAX_BINDS], *save = NULL, *t;
-    int n = 0, restart = (c->list_restart >> (e - table)) & 1;
+    int n = 0, restart = (c->list_restart >> (e - config_table)) & 1;
     int base = restart ? 0 : c->nbinds, r = -1;
 
     if (!copy)
@@ -355,7 +338,7 @@ out:
 
 /* Parse v into the row's field.  The message names the value, not the key:
  * the caller adds "key: " or "--option: ". */
-static int set_value(struct hugd_config *c, const struct setting *e, const char *v, char *err,
+int config_set_value(struct hugd_config *c, const struct setting *e, const char *v, char *err,
                      size_t len)
 {
     long long n;
@@ -426,13 +409,14 @@ void config_defaults(struct hugd_config *c)
     char err[256];
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (table[i].def && set_value(c, &table[i], table[i].def, err, sizeof err) < 0) {
+        if (config_table[i].def &&
+            config_set_value(c, &config_table[i], config_table[i].def, err, sizeof err) < 0) {
             /* A bad default is a bug in this table, caught by the unit test. */
-            fprintf(stderr, "hugd: default of %s: %s\n", table[i].key, err);
+            fprintf(stderr, "hugd: default of %s: %s\n", config_table[i].key, err);
             abort();
         }
     }
-    c->list_restart = list_rows();
+    c->list_restart = config_list_rows();
 }
 
 int config_set(struct hugd_config *c, const char *section, const char *key, const char *value,
@@ -442,7 +426,7 @@ int config_set(struct hugd_config *c, const char *section, const char *key, cons
     if (!section || !*section)
         return fail(err, errlen, "'%s' is outside any section", key);
     for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *e = &table[i];
+        const struct setting *e = &config_table[i];
         if (!e->section || strcmp(e->section, section) != 0)
             continue;
         known_section = 1;
@@ -451,7 +435,7 @@ int config_set(struct hugd_config *c, const char *section, const char *key, cons
         char msg[256];
         if (!value)
             return fail(err, errlen, "%s: no value", key);
-        if (set_value(c, e, value, msg, sizeof msg) < 0)
+        if (config_set_value(c, e, value, msg, sizeof msg) < 0)
             return fail(err, errlen, "%s: %s", key, msg);
         return 0;
     }
@@ -511,7 +495,7 @@ int config_load_file(struct hugd_config *c, const char *path, char *err, size_t 
     struct load ld = {.c = c};
     if (!(ld.f = fopen(path, "r")))
         return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    c->list_restart = list_rows();
+    c->list_restart = config_list_rows();
     int r = ini_parse_stream(read_line, &ld, on_key, &ld);
     fclose(ld.f);
     /* inih reports lines it cannot parse itself only through r. */
@@ -537,7 +521,7 @@ void config_print(const struct hugd_config *c, FILE *out)
     const char *section = NULL;
     char buf[64];
     for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *e = &table[i];
+        const struct setting *e = &config_table[i];
         const void *p = field(c, e);
         if (!e->section)
             continue;
@@ -590,8 +574,8 @@ void config_print(const struct hugd_config *c, FILE *out)
 void config_free(struct hugd_config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (table[i].type == T_STRING || table[i].type == T_LIST) {
-            char **p = field(c, &table[i]);
+        if (config_table[i].type == T_STRING || config_table[i].type == T_LIST) {
+            char **p = field(c, &config_table[i]);
             free(*p);
             *p = NULL;
         }
@@ -599,145 +583,4 @@ void config_free(struct hugd_config *c)
     for (int i = 0; i < c->nbinds; i++)
         free(c->binds[i]);
     c->nbinds = 0;
-}
-
-/* --help: options in the first 30 columns, help wrapped before column 80. */
-#define HELP_COL 30
-
-static void put_word(FILE *out, int *col, const char *w, int len)
-{
-    if (*col > HELP_COL && *col + 1 + len > 79)
-        *col = fprintf(out, "\n%*s", HELP_COL, "") - 1;
-    else if (*col > HELP_COL)
-        *col += fprintf(out, " ");
-    *col += fprintf(out, "%.*s", len, w);
-}
-
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: hugd [OPTION]... TARGET\n"
-                 "Serve the WSGI application TARGET (app.py, a module, or module:attr).\n\n");
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *e = &table[i];
-        char def[64];
-        if (!e->lopt)
-            continue;
-        int col = fprintf(out, "  %c%c%c --%s%s%s", e->sopt ? '-' : ' ', e->sopt ? e->sopt : ' ',
-                          e->sopt ? ',' : ' ', e->lopt, e->arg ? " " : "", e->arg ? e->arg : "");
-        if (col > HELP_COL - 2) /* a long option gets its help on the next line */
-            col = fprintf(out, "\n") - 1;
-        col += fprintf(out, "%*s", HELP_COL - col, "");
-        for (const char *w = e->help; *w; w += strspn(w, " ")) {
-            int len = (int)strcspn(w, " ");
-            put_word(out, &col, w, len);
-            w += len;
-        }
-        if (e->def && e->arg) /* kept on one line */
-            put_word(out, &col, def, snprintf(def, sizeof def, "(default: %s)", e->def));
-        fputc('\n', out);
-    }
-    fprintf(out, "\nOptions given on the command line win over the file given with -c.\n");
-}
-
-static const struct setting *by_option(int val)
-{
-    if (val >= 256 && val < 256 + (int)NSETTINGS)
-        return &table[val - 256];
-    for (size_t i = 0; val > 0 && i < NSETTINGS; i++)
-        if (table[i].sopt == val)
-            return &table[i];
-    return NULL;
-}
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("hugd: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'hugd --help' for more information.\n", stderr);
-    return HUGD_EX_USAGE;
-}
-
-int config_from_args(struct hugd_config *c, int argc, char **argv)
-{
-    struct option opts[NSETTINGS + 1] = {{0}};
-    /* '-': positionals come back in order as 1, whatever POSIXLY_CORRECT says;
-     * ':': we word the errors ourselves. */
-    char shorts[3 + 2 * NSETTINGS] = "-:", *sp = shorts + 2, err[256];
-    const char *target = NULL;
-    int ch, n = 0, help = 0, version = 0;
-
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *e = &table[i];
-        int has_arg = e->type == T_BOOL || e->type == T_ACTION ? no_argument : required_argument;
-        if (!e->lopt)
-            continue;
-        opts[n++] = (struct option){e->lopt, has_arg, NULL, e->sopt ? e->sopt : 256 + (int)i};
-        if (e->sopt) {
-            *sp++ = (char)e->sopt;
-            if (has_arg)
-                *sp++ = ':';
-        }
-    }
-    *sp = '\0';
-
-    /* Pass 1: option syntax, -c, --help, --version.  The file must be loaded
-     * before the other options so that they land on top of it. */
-    for (optind = 0; (ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1;) {
-        const struct setting *e = by_option(ch == '?' || ch == ':' ? optopt : ch);
-        if (ch == '?' && e)
-            return usage_error("option '--%s' takes no value", e->lopt);
-        if (ch == '?' && optopt)
-            return usage_error("unknown option '-%c'", optopt);
-        if (ch == '?')
-            return usage_error("unknown or ambiguous option '%s'", argv[optind - 1]);
-        if (ch == ':')
-            return usage_error("option '--%s' needs a value", e ? e->lopt : "?");
-        if (ch == 1)
-            continue;
-        if (strcmp(e->key, "config") == 0)
-            set_value(c, e, optarg, err, sizeof err);
-        help |= strcmp(e->key, "help") == 0;
-        version |= strcmp(e->key, "version") == 0;
-    }
-    if (help) {
-        usage(stdout);
-        return 1;
-    }
-    if (version) {
-        printf("hugd %s\n", HUGD_VERSION);
-        return 1;
-    }
-    if (c->config_file && config_load_file(c, c->config_file, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        return HUGD_EX_CONFIG;
-    }
-
-    /* Pass 2: everything else, on top of the file. */
-    c->list_restart = list_rows();
-    for (optind = 0; (ch = getopt_long(argc, argv, shorts, opts, NULL)) != -1;) {
-        const struct setting *e = by_option(ch);
-        if (ch == 1) {
-            if (target)
-                return usage_error("one TARGET expected, got '%s' and '%s'", target, optarg);
-            target = optarg;
-        } else if (e->type != T_ACTION && strcmp(e->key, "config") != 0 &&
-                   set_value(c, e, optarg ? optarg : "yes", err, sizeof err) < 0) {
-            return usage_error("--%s: %s", e->lopt, err);
-        }
-    }
-    for (; optind < argc; optind++) { /* after "--" */
-        if (target)
-            return usage_error("one TARGET expected, got '%s' and '%s'", target, argv[optind]);
-        target = argv[optind];
-    }
-    for (size_t i = 0; target && i < NSETTINGS; i++)
-        if (table[i].off == OFF(target) && table[i].type == T_STRING &&
-            set_value(c, &table[i], target, err, sizeof err) < 0)
-            return usage_error("%s", err);
-    if (!c->target && !c->check_config)
-        return usage_error("no TARGET given (app.py, a module, or module:attr)");
-    return 0;
 }
