@@ -50,9 +50,21 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Trailer fields of a chunked body are not request headers (RFC 9110
+ * 6.5.1): merging them would let a client add headers after the part a
+ * proxy checked.  They are read, bounded and dropped. */
+static int on_trailer(llhttp_t *p, size_t len)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->trailer_len += (uint32_t)len;
+    return r->trailer_len > limits.field_size ? fail(p, 431) : 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct http_request *r = &conn_of(p)->req;
+    if (r->head_done)
+        return on_trailer(p, len);
     struct http_header *h;
     if (r->nhdrs == 0 || r->in_value) {
         /* A new header line begins. */
@@ -82,6 +94,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct http_request *r = &conn_of(p)->req;
+    if (r->head_done)
+        return on_trailer(p, len);
     if (r->nhdrs == 0)
         return fail(p, 400);
     struct http_header *h = &r->hdrs[r->nhdrs - 1];
@@ -113,6 +127,12 @@ static int on_headers_complete(llhttp_t *p)
     r->major = llhttp_get_http_major(p);
     r->minor = llhttp_get_http_minor(p);
     r->keepalive = llhttp_should_keep_alive(p);
+    /* hugd never switches protocols: an Upgrade request is an ordinary
+     * request (the app may answer it), and the connection goes on as
+     * HTTP/1.1.  llhttp lets on_headers_complete clear the flag. */
+    p->upgrade = 0;
+    if (r->method == HTTP_CONNECT)
+        return fail(p, 501);
     if (r->major != 1)
         return fail(p, r->major == 0 ? 400 : 505); /* HTTP/0.9 has no headers to go on */
     size_t hl;
@@ -231,6 +251,7 @@ void http_request_reset(struct http_request *r)
         close(r->body_fd);
     r->body_fd = -1;
     r->body_size = 0;
+    r->trailer_len = 0;
     r->error_status = 0;
 }
 

@@ -19,6 +19,8 @@ void buf_free(struct buf *b);
 
 static inline void buf_append(struct buf *b, const void *data, size_t n)
 {
+    if (n == 0)
+        return; /* memcpy(NULL, ..., 0) is undefined, and b->p may be NULL */
     if (b->cap - b->len < n)
         buf_reserve(b, n);
     memcpy(b->p + b->len, data, n);

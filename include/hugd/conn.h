@@ -39,7 +39,8 @@ struct http_request {
     struct buf body;
     int body_fd;
     uint64_t body_size;
-    int error_status; /* when parsing fails: the status to answer with */
+    uint32_t trailer_len; /* bytes of chunked trailer fields, read and dropped */
+    int error_status;     /* when parsing fails: the status to answer with */
     ev_tstamp started_at;
 };
 

@@ -234,6 +234,50 @@ static void test_expect(void)
     drop(c);
 }
 
+static void test_trailers_dropped(void)
+{
+    struct conn *c = fresh();
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "3\r\nabc\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nHost: evil\r\n\r\n"),
+              FEED_REQUEST);
+    size_t n = 0;
+    const char *v = hdr(c, "host", &n);
+    CHECK_MEM(v, n, "h");
+    CHECK_INT(hdr(c, "x-forwarded-for", &n) == NULL, 1);
+    CHECK_INT(c->req.nhdrs, 2);
+    CHECK_MEM(c->req.body.p, c->req.body.len, "abc");
+    drop(c);
+    /* Bounded like a header field. */
+    limits(8190, 100, 32, 0, 1 << 20);
+    c = fresh();
+    CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "0\r\nX: 0123456789012345678901234567890123456789\r\n\r\n"),
+              FEED_ERROR);
+    CHECK_INT(c->req.error_status, 431);
+    drop(c);
+    limits(8190, 100, 8190, 0, 1 << 20);
+}
+
+static void test_upgrade_and_connect(void)
+{
+    /* An Upgrade request is answered as HTTP/1.1 and the next request on the
+     * connection parses normally. */
+    struct conn *c = fresh();
+    CHECK_INT(feed(c, "GET /a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                      "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+                      "GET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+              FEED_REQUEST);
+    http_next(c);
+    CHECK_INT(http_feed(c), FEED_REQUEST);
+    CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/b");
+    drop(c);
+    c = fresh();
+    CHECK_INT(feed(c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+              FEED_ERROR);
+    CHECK_INT(c->req.error_status, 501);
+    drop(c);
+}
+
 static void test_keepalive_table(void)
 {
     /* client allows, app asked to close, length known -> keep? */
@@ -267,6 +311,8 @@ int main(void)
     test_limits();
     test_bad_requests();
     test_expect();
+    test_trailers_dropped();
+    test_upgrade_and_connect();
     test_keepalive_table();
     test_error_response();
     return CHECK_DONE();
