@@ -11,15 +11,16 @@ int channel_pair(int fds[2])
     return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds);
 }
 
-int channel_send_conn(int ch, int fd, const struct chan_msg *msg)
+int channel_send_conn(int ch, int fd, const struct chan_msg *msg, const void *data)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
     memset(&u, 0, sizeof(u));
-    struct iovec iov = {.iov_base = (void *)msg, .iov_len = sizeof(*msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct iovec iov[2] = {{.iov_base = (void *)msg, .iov_len = sizeof(*msg)},
+                           {.iov_base = (void *)data, .iov_len = msg->datalen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = msg->datalen && data ? 2 : 1};
     mh.msg_control = u.buf;
     mh.msg_controllen = sizeof(u.buf);
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
@@ -34,17 +35,19 @@ int channel_send_conn(int ch, int fd, const struct chan_msg *msg)
     return n < 0 ? -1 : 0;
 }
 
-int channel_recv(int ch, struct chan_msg *msg, int *fd)
+int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
-    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(*msg)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct iovec iov[2] = {{.iov_base = msg, .iov_len = sizeof(*msg)},
+                           {.iov_base = data, .iov_len = data ? CHAN_MAX_DATA : 0}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = data ? 2 : 1};
     mh.msg_control = u.buf;
     mh.msg_controllen = sizeof(u.buf);
     *fd = -1;
+    msg->datalen = 0;
     ssize_t n;
     do
         n = recvmsg(ch, &mh, MSG_CMSG_CLOEXEC);
@@ -58,8 +61,12 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd)
             cm->cmsg_len >= CMSG_LEN(sizeof(int)))
             memcpy(fd, CMSG_DATA(cm), sizeof(int));
     }
-    if ((size_t)n < sizeof(uint32_t)) {
-        /* Too short to be ours: drop it, closing any fd it carried. */
+    /* Too short to be ours, or data that did not fit (a reader without room
+     * for it): drop the message, and the connection it carried, which can't
+     * be served without its data. */
+    int bad = (size_t)n < sizeof(uint32_t) ||
+              ((size_t)n >= sizeof(*msg) && (size_t)n - sizeof(*msg) != msg->datalen);
+    if (bad) {
         if (*fd >= 0)
             close(*fd);
         *fd = -1;

@@ -27,7 +27,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 30
+#define CONFIG_NSETTINGS 31
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

@@ -54,7 +54,7 @@ static void want(struct conn *c, int events)
         ev_io_start(c->w->loop, &c->io);
 }
 
-void conn_start(struct worker *w, int fd, const struct chan_msg *m)
+void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *data)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -77,6 +77,8 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     http_conn_init(c);
+    if (m->datalen)
+        buf_append(&c->in, data, m->datalen);
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_init(&c->timer, on_timer);
     c->next = w->conns;
@@ -133,15 +135,25 @@ void conn_close(struct conn *c)
 /* Give an idle keep-alive connection back to the master, which passes it
  * to another worker: the client never sees it close.  Always returns -1:
  * the connection is no longer ours either way. */
-static int hand_back(struct conn *c)
+static int send_back(struct conn *c)
 {
+    /* Async-signal-safe: conn_rescue uses it too.  Unparsed input travels
+     * with the connection. */
     struct chan_msg m;
     memset(&m, 0, sizeof(m));
     m.type = CHAN_CONN;
     m.listener = (uint16_t)c->listener;
     m.peerlen = (uint32_t)c->peerlen;
     m.peer = c->peer;
-    if (channel_send_conn(c->w->channel, c->fd, &m) < 0)
+    m.datalen = (uint32_t)(c->in.len - c->in.off);
+    if (m.datalen > CHAN_MAX_DATA)
+        return -1;
+    return channel_send_conn(c->w->channel, c->fd, &m, c->in.p ? c->in.p + c->in.off : NULL);
+}
+
+static int hand_back(struct conn *c)
+{
+    if (send_back(c) < 0)
         log_debug("cannot hand a connection back: %s", strerror(errno));
     conn_close(c);
     return -1;
@@ -408,6 +420,8 @@ static void read_some(struct conn *c)
                 c->in_ready = 1;
                 c->ready_next = c->w->ready;
                 c->w->ready = c;
+                if (!c->w->draining)
+                    atomic_store(&c->w->slot->state, SB_QUEUED);
             }
             return;
         }
@@ -436,6 +450,8 @@ void conn_run_ready(struct worker *w)
         if (continue_response(c) == 0 && c->state == CONN_READING)
             process(c);
     }
+    if (atomic_load(&w->slot->state) == SB_QUEUED)
+        atomic_store(&w->slot->state, SB_IDLE);
 }
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents)
@@ -475,6 +491,48 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     conn_close(c);
+}
+
+void conn_rescue(struct worker *w)
+{
+    int saved = errno;
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (c->given_away)
+            continue;
+        if (c->in_flush && !c->resp.pending && !c->resp.file_left) {
+            /* Done before the long request started: send it now. */
+            while (c->out.off < c->out.len) {
+                ssize_t n = write(c->fd, c->out.p + c->out.off, c->out.len - c->out.off);
+                if (n <= 0)
+                    break;
+                c->out.off += (size_t)n;
+            }
+            if (c->out.off == c->out.len && c->keepalive && c->in.off == c->in.len &&
+                send_back(c) == 0)
+                c->given_away = 1;
+        } else if (c->state == CONN_READING && !c->req.started && send_back(c) == 0) {
+            c->given_away = 1;
+        }
+    }
+    errno = saved;
+}
+
+void conn_sweep(struct worker *w)
+{
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->given_away)
+            continue;
+        if (c->state == CONN_RESPONDING) {
+            /* Its response went out from conn_rescue: account for it. */
+            buf_clear(&c->out);
+            wsgi_finish(c);
+            access_log(c);
+            c->requests++;
+            worker_request_done(w);
+        }
+        conn_close(c);
+    }
 }
 
 void conn_drain(struct conn *c)

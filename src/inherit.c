@@ -94,13 +94,29 @@ static int parse_line(struct inherited *in, const char *line)
         in->w[in->nw++] = (struct inherit_worker){a, (pid_t)b, c, d};
         close_on_exec(c);
         return 0;
-    case 'Q':
-        if (sscanf(line, "Q %d %d", &a, &b) != 2 ||
+    case 'Q': {
+        int used = 0;
+        if (sscanf(line, "Q %d %d%n", &a, &b, &used) != 2 ||
             grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0)
             return -1;
-        in->q[in->nq++] = (struct inherit_conn){a, b};
+        struct inherit_conn q = {a, b, NULL, 0};
+        const char *hex = line + used + (line[used] == ' ');
+        size_t n = strlen(hex) / 2;
+        if (n && (q.data = malloc(n))) {
+            for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+                    free(q.data);
+                    return -1;
+                }
+                q.data[i] = (char)v;
+            }
+            q.datalen = (unsigned)n;
+        }
+        in->q[in->nq++] = q;
         close_on_exec(a);
         return 0;
+    }
     case 'U':
         if (sscanf(line, "U %d", &in->upgrade_fd) != 1)
             return -1;
@@ -179,8 +195,14 @@ char *inherit_encode(const struct inherited *in)
         keep_on_exec(in->w[i].ch);
     }
     for (int i = 0; i < in->nq; i++) {
-        snprintf(line, sizeof(line), "Q %d %d\n", in->q[i].fd, in->q[i].listener);
+        snprintf(line, sizeof(line), "Q %d %d ", in->q[i].fd, in->q[i].listener);
         buf_append_str(&b, line);
+        for (unsigned k = 0; k < in->q[i].datalen; k++) {
+            char hex[3];
+            snprintf(hex, sizeof(hex), "%02x", (unsigned char)in->q[i].data[k]);
+            buf_append(&b, hex, 2);
+        }
+        buf_append(&b, "\n", 1);
         keep_on_exec(in->q[i].fd);
     }
     if (in->upgrade_fd >= 0) {
@@ -201,6 +223,8 @@ void inherit_free(struct inherited *in)
     for (int i = 0; i < in->nls; i++)
         free(in->ls[i].bind);
     free(in->w);
+    for (int i = 0; i < in->nq; i++)
+        free(in->q[i].data);
     free(in->q);
     in->w = NULL;
     in->q = NULL;

@@ -23,7 +23,7 @@ struct master M;
 /* ---- handing connections over ---------------------------------------- */
 
 /* 0: handed over; -1: keep it (nobody free or the send failed). */
-static int hand_over(int fd, const struct chan_msg *msg)
+static int hand_over(int fd, const struct chan_msg *msg, const char *data)
 {
     int tries = M.nslots;
     while (tries-- > 0) {
@@ -34,7 +34,7 @@ static int hand_over(int fd, const struct chan_msg *msg)
         /* Count it before sending, so that a scoreboard read in between
          * never sees this worker as emptier than it is. */
         atomic_fetch_add(&s->sent, 1);
-        if (channel_send_conn(M.w[i].ch, fd, msg) == 0) {
+        if (channel_send_conn(M.w[i].ch, fd, msg, data) == 0) {
             close(fd);
             M.rr = (i + 1) % M.nslots;
             return 0;
@@ -66,6 +66,8 @@ static void pause_accepting(int pause)
 
 static void pop_queue(void)
 {
+    free(M.q[M.qhead].data);
+    M.q[M.qhead].data = NULL;
     M.qhead = (M.qhead + 1) % M.qcap;
     M.qlen--;
 }
@@ -75,13 +77,13 @@ void master_dispatch_queue(void)
     while (M.qlen) {
         struct queued *e = &M.q[M.qhead];
         if (M.handover) {
-            upgrade_forward(e->fd, &e->msg);
-        } else if (hand_over(e->fd, &e->msg) < 0) {
+            upgrade_forward(e->fd, &e->msg, e->data);
+        } else if (hand_over(e->fd, &e->msg, e->data) < 0) {
             /* Nobody free.  Ask workers to report when they turn free, then
              * look once more: a worker that went free just before the flag
              * was set would not report it. */
             atomic_store(&M.sb->waiting, 1);
-            if (hand_over(e->fd, &e->msg) < 0)
+            if (hand_over(e->fd, &e->msg, e->data) < 0)
                 return;
         }
         pop_queue();
@@ -90,11 +92,19 @@ void master_dispatch_queue(void)
     pause_accepting(0);
 }
 
-static void enqueue(int fd, const struct chan_msg *msg)
+static void enqueue(int fd, const struct chan_msg *msg, const char *data)
 {
     int tail = (M.qhead + M.qlen) % M.qcap;
     M.q[tail].fd = fd;
     M.q[tail].msg = *msg;
+    M.q[tail].data = NULL;
+    if (msg->datalen && !(M.q[tail].data = malloc(msg->datalen))) {
+        log_err(ENOMEM, "queueing a connection");
+        close(fd);
+        return;
+    }
+    if (msg->datalen)
+        memcpy(M.q[tail].data, data, msg->datalen);
     M.qlen++;
     if (M.qlen == M.qcap) {
         /* Full: the kernel's backlog holds the rest until a worker frees. */
@@ -104,17 +114,17 @@ static void enqueue(int fd, const struct chan_msg *msg)
 
 /* A connection to serve: newly accepted, handed back by a draining worker,
  * or passed on by the master we replace. */
-void master_take_conn(int fd, const struct chan_msg *msg)
+void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
 {
     if (M.stopping) {
         close(fd);
         return;
     }
     if (M.handover) {
-        upgrade_forward(fd, msg);
+        upgrade_forward(fd, msg, data);
         return;
     }
-    if (M.qlen == 0 && hand_over(fd, msg) == 0)
+    if (M.qlen == 0 && hand_over(fd, msg, data) == 0)
         return;
     if (M.qlen == M.qcap) {
         /* Only a hand-back can find the queue full (accepting pauses when
@@ -122,7 +132,7 @@ void master_take_conn(int fd, const struct chan_msg *msg)
         close(fd);
         return;
     }
-    enqueue(fd, msg);
+    enqueue(fd, msg, data);
     master_dispatch_queue();
 }
 
@@ -151,7 +161,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         msg.type = CHAN_CONN;
         msg.listener = (uint16_t)li;
         msg.peerlen = sl;
-        master_take_conn(fd, &msg);
+        master_take_conn(fd, &msg, NULL);
     }
 }
 
@@ -192,6 +202,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (M.qlen)
         master_dispatch_queue();
+}
+
+static void on_urge_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    workers_urge(monotonic_ms());
 }
 
 static void stop(int how)
@@ -314,7 +332,8 @@ static int adopt(struct inherited *inh)
             continue;
         }
         msg.peerlen = sl;
-        master_take_conn(inh->q[k].fd, &msg);
+        msg.datalen = inh->q[k].datalen;
+        master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
     }
     if (inh->nw)
         log_info("reloaded: %d worker(s) of the previous generation serve until the new one "
@@ -374,6 +393,13 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
+    if (cfg->rebalance_after > 0) {
+        /* A quarter of the threshold, so a stuck worker is found in time;
+         * never more often than every 5 ms. */
+        double every = cfg->rebalance_after / 4 < 0.005 ? 0.005 : cfg->rebalance_after / 4;
+        ev_timer_init(&M.urge_w, on_urge_tick, every, every);
+        ev_timer_start(M.loop, &M.urge_w);
+    }
 
     adopt(inh);
     if (inh->upgrade_fd >= 0)

@@ -20,14 +20,16 @@ struct wproc {
     ev_io ch_w;
     int64_t kill_at_ms; /* SIGKILL due (after SIGABRT or a missed drain) */
     int retiring;
-    int replaced_by; /* slot + 1 of the worker starting in its place */
-    int old_gen;     /* runs the code from before a HUP */
-    int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
+    int replaced_by;     /* slot + 1 of the worker starting in its place */
+    int old_gen;         /* runs the code from before a HUP */
+    int aborted;         /* timed out: SIGABRT sent, SIGKILL follows */
+    int64_t urged_since; /* busy_since of the request it was urged about */
 };
 
 struct queued {
     int fd;
     struct chan_msg msg;
+    char *data; /* msg.datalen bytes already read from it (malloc'd), or NULL */
 };
 
 struct master {
@@ -63,12 +65,14 @@ struct master {
     ev_child child_w;
     ev_signal sig_w[10];
     ev_timer tick_w;
+    ev_timer urge_w;
 };
 
 extern struct master M;
 
 /* master.c */
-void master_take_conn(int fd, const struct chan_msg *msg);
+/* data: msg->datalen bytes already read from the connection (copied). */
+void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
 void master_close_listeners(int unlink_paths);
 
@@ -80,6 +84,7 @@ void workers_retire(int slot);
 void workers_retire_one(void);
 void workers_replace(int slot);
 void workers_tick(int64_t now);
+void workers_urge(int64_t now);
 void workers_check_ready(void);
 void workers_reaped(pid_t pid, int status);
 void workers_tell(int sig);
@@ -90,7 +95,7 @@ void reload_start(void);                  /* HUP */
 void upgrade_start(void);                 /* USR2 */
 int reload_reaped(pid_t pid, int status); /* 1 if pid was a probe or new master */
 void upgrade_ready(void);                 /* our generation is up: tell the old master */
-int upgrade_forward(int fd, const struct chan_msg *msg);
+int upgrade_forward(int fd, const struct chan_msg *msg, const char *data);
 void upgrade_watch_old(int fd);
 
 #endif

@@ -133,7 +133,7 @@ static void exec_in_place(void)
             in.w[in.nw++] = (struct inherit_worker){i, M.w[i].pid, M.w[i].ch, M.w[i].retiring};
     for (int k = 0; k < M.qlen; k++) {
         struct queued *e = &M.q[(M.qhead + k) % M.qcap];
-        in.q[in.nq++] = (struct inherit_conn){e->fd, e->msg.listener};
+        in.q[in.nq++] = (struct inherit_conn){e->fd, e->msg.listener, e->data, e->msg.datalen};
     }
     in.target = M.target;
     in.workers_setting = M.cfg->workers;
@@ -173,7 +173,8 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
     for (;;) {
         struct chan_msg m;
         int fd;
-        int r = channel_recv(M.upgrade_fd, &m, &fd);
+        static char data[CHAN_MAX_DATA];
+        int r = channel_recv(M.upgrade_fd, &m, &fd, data);
         if (r < 0 && errno == EAGAIN)
             return;
         if (r <= 0) {
@@ -184,7 +185,7 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         if (m.type == CHAN_CONN && fd >= 0) {
-            master_take_conn(fd, &m); /* passed on by the master we replace */
+            master_take_conn(fd, &m, data); /* passed on by the master we replace */
         } else {
             if (fd >= 0)
                 close(fd);
@@ -263,11 +264,11 @@ void upgrade_ready(void)
         log_info("ready: the old master (pid %d) hands over", (int)getppid());
 }
 
-int upgrade_forward(int fd, const struct chan_msg *msg)
+int upgrade_forward(int fd, const struct chan_msg *msg, const char *data)
 {
     int rc = -1;
     for (int tries = 0; M.upgrade_fd >= 0 && tries < 10; tries++) {
-        rc = channel_send_conn(M.upgrade_fd, fd, msg);
+        rc = channel_send_conn(M.upgrade_fd, fd, msg, data);
         if (rc == 0 || errno != EAGAIN)
             break;
         /* The new master reads its end promptly; a full buffer clears in

@@ -32,6 +32,17 @@ static void on_signal(int sig)
         ev_async_send(self->loop, &self->signal_w);
 }
 
+/* SIGURG, from the master: we have been inside the application on one
+ * request for longer than rebalance_after.  Only the main thread gets it
+ * (tgkill), and only while in_app does it touch anything: then the loop's
+ * structures are at rest and conn_rescue's system calls are safe. */
+static void on_urge(int sig)
+{
+    (void)sig;
+    if (self && self->in_app)
+        conn_rescue(self);
+}
+
 static void release_gil(struct ev_loop *loop)
 {
     (void)loop;
@@ -67,7 +78,8 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
     for (;;) {
         struct chan_msg m;
         int fd;
-        int r = channel_recv(w->channel, &m, &fd);
+        static char data[CHAN_MAX_DATA];
+        int r = channel_recv(w->channel, &m, &fd, data);
         if (r < 0) {
             if (errno != EAGAIN)
                 log_err(errno, "recvmsg on the master channel");
@@ -82,7 +94,10 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
         if (m.type == CHAN_CONN && fd >= 0) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
-            conn_start(w, fd, &m);
+            /* Work arrived: not free until it has been run (conn_run_ready). */
+            if (!w->draining)
+                atomic_store(&w->slot->state, SB_QUEUED);
+            conn_start(w, fd, &m, data);
         } else if (fd >= 0) {
             close(fd);
         }
@@ -169,12 +184,17 @@ void worker_enter_app(struct worker *w, const char *method, const char *path, si
     atomic_store(&s->busy_since_ms, monotonic_ms());
     atomic_store(&s->state, SB_BUSY);
     w->told_free = 0;
+    w->in_app = 1;
 }
 
 void worker_leave_app(struct worker *w)
 {
-    atomic_store(&w->slot->state, w->draining ? SB_DRAINING : SB_IDLE);
+    w->in_app = 0;
+    /* Still queued work in this batch: not free yet. */
+    int st = w->draining ? SB_DRAINING : (w->ready || w->flush) ? SB_QUEUED : SB_IDLE;
+    atomic_store(&w->slot->state, st);
     atomic_store(&w->slot->busy_since_ms, 0);
+    conn_sweep(w);
 }
 
 void worker_request_done(struct worker *w)
@@ -209,6 +229,8 @@ static void setup_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_urge;
+    sigaction(SIGURG, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sa.sa_flags = 0;
     sigaction(SIGHUP, &sa, NULL);

@@ -81,3 +81,66 @@ def test_queued_when_all_busy(hugd):
     t.join(10)
     assert res.get("slow") == 200 and r.status == 200
     assert 1.0 < took < 3.5, took
+
+
+def test_keepalive_connection_leaves_a_stuck_worker(hugd):
+    """A keep-alive connection stays with the worker it was handed to; when
+    that worker is stuck in a long request, the connection moves to a free
+    worker (rebalance_after) instead of waiting behind the long request."""
+    import signal as sig
+    from hugdtest import wait_for
+    srv = hugd.start(["-w", "1", "--rebalance-after", "0.05", "balance_app:application"],
+                     cwd=APPS, workers=1)
+    first = srv.children()[0]
+    a, b = srv.conn(), srv.conn()
+    try:
+        for c in (a, b):  # both connections now belong to the only worker
+            c.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert int(c.read_response().body) == first
+        srv.signal(sig.SIGTTIN)
+        assert wait_for(lambda: len(srv.children()) == 2, 5), srv.children()
+        time.sleep(0.3)  # the new worker is up
+        a.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")  # the first worker sleeps 2 s
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        b.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = b.read_response()
+        took = time.monotonic() - t0
+        assert r.status == 200
+        assert int(r.body) != first, "answered by the stuck worker"
+        assert took < 0.5, f"the fast request waited {took:.2f} s behind the slow one"
+        # and the connection goes on working with its new worker
+        b.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b.read_response().status == 200
+        assert int(a.read_response().body) == first
+    finally:
+        a.close()
+        b.close()
+
+
+def test_rebalance_off_keeps_connections(hugd):
+    """With rebalance_after = 0 a connection never moves: the same fast
+    request waits for the stuck worker (the behaviour the option fixes)."""
+    import signal as sig
+    from hugdtest import wait_for
+    srv = hugd.start(["-w", "1", "--rebalance-after", "0", "balance_app:application"],
+                     cwd=APPS, workers=1)
+    first = srv.children()[0]
+    a, b = srv.conn(), srv.conn()
+    try:
+        for c in (a, b):
+            c.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert int(c.read_response().body) == first
+        srv.signal(sig.SIGTTIN)
+        assert wait_for(lambda: len(srv.children()) == 2, 5), srv.children()
+        time.sleep(0.3)
+        a.send(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        b.send(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = b.read_response()
+        assert int(r.body) == first and time.monotonic() - t0 > 1.0
+        assert a.read_response().status == 200
+    finally:
+        a.close()
+        b.close()

@@ -18,19 +18,28 @@ struct chan_msg {
     uint16_t type;
     uint16_t listener; /* index of the listening socket it came in on */
     uint32_t peerlen;
+    uint32_t datalen;             /* bytes of the connection already read, following */
     struct sockaddr_storage peer; /* accept4's address, saves a getpeername */
 };
+
+/* A connection moved away from a worker stuck in a long request may carry
+ * the bytes of its next request that the worker had read already. */
+#define CHAN_MAX_DATA (64 << 10)
 
 /* fds[0] for the master, fds[1] for the worker; both non-blocking and
  * close-on-exec.  Returns 0 or -1 with errno. */
 int channel_pair(int fds[2]);
 
-/* Returns 0, or -1 with errno (EAGAIN: the worker's queue is full). */
-int channel_send_conn(int ch, int fd, const struct chan_msg *msg);
+/* Send a connection and msg->datalen bytes of data (may be NULL when 0).
+ * Async-signal-safe.  Returns 0, or -1 with errno (EAGAIN: the other side's
+ * queue is full). */
+int channel_send_conn(int ch, int fd, const struct chan_msg *msg, const void *data);
 
-/* Receive one message.  Returns 1 with *fd set (-1 when none came), 0 at
- * end of file (the other side is gone), -1 with errno. */
-int channel_recv(int ch, struct chan_msg *msg, int *fd);
+/* Receive one message; its data (msg->datalen bytes, at most CHAN_MAX_DATA)
+ * goes to data, which may be NULL for a reader that never gets any.
+ * Returns 1 with *fd set (-1 when none came), 0 at end of file (the other
+ * side is gone), -1 with errno. */
+int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data);
 
 /* A message without a file descriptor (CHAN_FREE, CHAN_RETIRE). */
 int channel_send_type(int ch, int type);

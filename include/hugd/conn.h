@@ -8,6 +8,7 @@
 #include <ev.h>
 #include <llhttp.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -95,10 +96,16 @@ struct conn {
     int in_ready;
     struct conn *flush_next; /* response produced, not yet written */
     int in_flush;
+    /* Set by conn_rescue (a signal handler) while the worker is stuck in a
+     * long request: the connection went to the master; the worker closes
+     * its copy once the application returns (conn_sweep). */
+    volatile sig_atomic_t given_away;
 };
 
 /* Take over a connection handed over by the master. */
-void conn_start(struct worker *w, int fd, const struct chan_msg *m);
+/* Take over a connection handed over by the master, with data: bytes
+ * already read from it (m->datalen of them). */
+void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *data);
 /* Close it now, dropping whatever is unsent. */
 void conn_close(struct conn *c);
 /* Graceful stop: an idle connection goes back to the master now, a busy
@@ -106,5 +113,14 @@ void conn_close(struct conn *c);
 void conn_drain(struct conn *c);
 /* Parse and answer what the read phase of this loop iteration collected. */
 void conn_run_ready(struct worker *w);
+
+/* Async-signal-safe; called while the worker is inside the application on
+ * one request for long: write the responses that are done, and give every
+ * connection that waits for this worker (idle keep-alive ones, and ones
+ * whose next request is read but not started) back to the master, which
+ * passes them to a free worker. */
+void conn_rescue(struct worker *w);
+/* Once the application returned: let go of what conn_rescue gave away. */
+void conn_sweep(struct worker *w);
 
 #endif

@@ -6,7 +6,8 @@
  *   L <fd> <systemd 0|1> <bind>    a listening socket (bind %-encoded)
  *   S <fd>                         the scoreboard (memfd)
  *   W <slot> <pid> <channel fd> <retiring 0|1>
- *   Q <fd> <listener index>        an accepted connection not yet served
+ *   Q <fd> <listener index> [hex]  an accepted connection not yet served,
+ *                                  with the bytes already read from it
  *   U <fd>                         the channel to the old master (USR2)
  *   T <target> <workers setting>   worker count (TTIN/TTOU survive a HUP)
  *
@@ -35,6 +36,8 @@ struct inherit_worker {
 struct inherit_conn {
     int fd;
     int listener;
+    char *data; /* bytes already read from it (hex in the Q item), or NULL */
+    unsigned datalen;
 };
 
 struct inherited {

@@ -15,6 +15,7 @@ enum sb_state {
     SB_BOOTING,   /* forked, not yet serving */
     SB_IDLE,      /* in its event loop, not in the application */
     SB_BUSY,      /* inside the application */
+    SB_QUEUED,    /* has requests read and waiting for the application */
     SB_DRAINING,  /* finishing what it has, takes nothing new */
 };
 

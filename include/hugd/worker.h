@@ -3,6 +3,7 @@
 #define HUGD_WORKER_H
 
 #include <ev.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "hugd/config.h"
@@ -31,8 +32,9 @@ struct worker {
     ev_check check_w;
     int nconns;
     int draining;
-    int told_free;         /* a "free" wake-up was sent and nothing changed since */
-    uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
+    int told_free;                /* a "free" wake-up was sent and nothing changed since */
+    uint64_t max_requests;        /* this worker's own limit, jitter included; 0 = none */
+    volatile sig_atomic_t in_app; /* inside the application (conn_rescue may run) */
     int retire_asked;
     void *py_thread; /* PyThreadState* while the loop waits in poll */
 };
