@@ -193,6 +193,34 @@ def free_port():
 
 # ------------------------------------------------------------------- servers
 
+
+def guarded(body, budget):
+    """Run body(); turn the ways a run fails into exit codes (1 a server
+    misbehaved or a subprocess hung, 3 the overall time limit, 130
+    interrupted; 0 otherwise) and stop every server whatever happened."""
+    try:
+        body()
+        return 0
+    except BenchError as e:
+        print("\nFAIL: %s" % e, file=sys.stderr)
+        return 1
+    except TimeLimit:
+        print("\nFAIL: overall time limit of %ds hit" % budget, file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except subprocess.TimeoutExpired as e:
+        print("\nFAIL: subprocess timed out: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        left = Proc.stop_all()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if left:
+            print("WARNING: could not kill %s" % left, file=sys.stderr)
+
 def server_argv(name, port, args):
     tset = ["taskset", "-c", str(args.server_cpu)]
     addr = "127.0.0.1:%d" % port
@@ -523,7 +551,9 @@ def main():
                                 args.warmup, args.connections, args.server_cpu,
                                 args.client_cpu, logdir, budget), flush=True)
     t_start = time.monotonic()
-    try:
+
+    def body():
+        nonlocal ceiling
         idx = 0
         for rnd in range(1, args.rounds + 1):
             for s in servers:
@@ -531,7 +561,6 @@ def main():
                 r = one_run(s, args, logdir, idx)
                 r["round"] = rnd
                 runs[s].append(r)
-                se = r["socket_errors"]
                 print("  round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s "
                       "conc %5.1f  keepalive=%s%s%s"
                       % (rnd, s, r["rps"], fmt_lat(r["p50_s"]),
@@ -555,25 +584,8 @@ def main():
             print("  ceiling (in-process WSGI loop, cpu %d): %s calls/s"
                   % (args.server_cpu, ", ".join("%.0f" % v for v in ceiling)),
                   flush=True)
-    except BenchError as e:
-        print("\nFAIL: %s" % e, file=sys.stderr)
-        rc = 1
-    except TimeLimit:
-        print("\nFAIL: overall time limit of %ds hit" % budget, file=sys.stderr)
-        rc = 3
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        rc = 130
-    except subprocess.TimeoutExpired as e:
-        print("\nFAIL: subprocess timed out: %s" % e, file=sys.stderr)
-        rc = 1
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        left = Proc.stop_all()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if left:
-            print("WARNING: could not kill %s" % left, file=sys.stderr)
+
+    rc = guarded(body, budget)
     if failures and rc == 0:
         rc = 1
 

@@ -39,7 +39,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (HERE, ROOT, PY, BenchError, Proc, TimeLimit,  # noqa: E402
+from bench import (HERE, ROOT, PY, BenchError, Proc, TimeLimit, guarded,  # noqa: E402
                    check_keepalive, free_port, http_get, listen_overflows)
 
 APP_FILE = "mixed_app.py"
@@ -358,7 +358,8 @@ def main():
     failures = []
     rc = 0
     t_start = time.monotonic()
-    try:
+
+    def body():
         idx = 0
         for rnd in range(1, args.rounds + 1):
             for p, s in plan:
@@ -386,25 +387,8 @@ def main():
                         raise BenchError("%s/%s failed in round %d: %s"
                                          % (s, p, rnd,
                                             "; ".join(r["problems"])))
-    except BenchError as e:
-        print("\nFAIL: %s" % e, file=sys.stderr)
-        rc = 1
-    except TimeLimit:
-        print("\nFAIL: overall time limit of %ds hit" % budget, file=sys.stderr)
-        rc = 3
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        rc = 130
-    except subprocess.TimeoutExpired as e:
-        print("\nFAIL: subprocess timed out: %s" % e, file=sys.stderr)
-        rc = 1
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        left = Proc.stop_all()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if left:
-            print("WARNING: could not kill %s" % left, file=sys.stderr)
+
+    rc = guarded(body, budget)
     if failures and rc == 0:
         rc = 1
 
