@@ -264,6 +264,11 @@ void workers_reaped(pid_t pid, int status)
     struct wproc *wp = &M.w[i];
     struct sb_slot *s = &M.sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
+    /* Dying before serving anything, soon after the start, is what a broken
+     * start-up looks like; a worker killed after it served is replaced at
+     * once. */
+    int young = atomic_load(&s->state) == SB_BOOTING ||
+                (lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     int expected = wp->retiring || M.stopping || M.handover;
     if (WIFEXITED(status))
@@ -283,7 +288,7 @@ void workers_reaped(pid_t pid, int status)
 
     if (M.stopping || M.handover)
         return;
-    if (!clean && !was_expected && lived < EARLY_DEATH_MS) {
+    if (!clean && !was_expected && young) {
         /* Dying young again and again means respawning can't fix it: slow
          * down instead of forking in a tight loop. */
         M.fail_streak++;
@@ -293,7 +298,7 @@ void workers_reaped(pid_t pid, int status)
         M.next_spawn_ms = monotonic_ms() + delay;
         log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s", i,
                  lived / 1000.0, M.fail_streak, delay / 1000.0);
-    } else if (lived >= EARLY_DEATH_MS) {
+    } else {
         M.fail_streak = 0;
     }
     workers_spawn_missing();
