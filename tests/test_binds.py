@@ -56,3 +56,23 @@ def test_ipv6_loopback(hugd):
     env = srv.get_json("/env/v6")
     assert env["REMOTE_ADDR"] == "::1"
     assert env["SERVER_PORT"] == str(port)
+
+
+@pytest.mark.parametrize("mask, mode", [("077", 0o700), ("002", 0o775)])
+def test_umask_applies_to_unix_socket(hugd, short_tmp, mask, mode):
+    path = os.path.join(short_tmp, "m.sock")
+    srv = hugd.new()
+    srv.unix_path = path
+    srv.start(["--umask", mask, "-b", f"unix:{path}", "wsgiapp:application"], bind=False,
+              cwd=APPS)
+    assert os.stat(path).st_mode & 0o777 == mode
+
+
+def test_unix_socket_removed_at_exit(hugd, short_tmp):
+    path = os.path.join(short_tmp, "gone.sock")
+    srv = hugd.new()
+    srv.unix_path = path
+    srv.start(["-b", f"unix:{path}", "wsgiapp:application"], bind=False, cwd=APPS)
+    assert os.path.exists(path)
+    srv.stop()
+    assert not os.path.exists(path)
