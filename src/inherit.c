@@ -11,6 +11,7 @@
 #include "hugd/buf.h"
 
 #define SD_LISTEN_FDS_START 3
+#define INHERIT_VERSION 1
 
 /* Bind strings may hold anything a path can: encode what would break the
  * line format. */
@@ -73,6 +74,10 @@ static int parse_line(struct inherited *in, const char *line)
     int a, b, c, d;
     char bind[1024];
     switch (line[0]) {
+    case 'V':
+        /* A binary that doesn't know this version must not guess: an
+         * upgrade across formats fails cleanly and the old master stays. */
+        return sscanf(line, "V %d", &a) == 1 && a == INHERIT_VERSION ? 0 : -1;
     case 'L':
         if (in->nls >= HUGD_MAX_BINDS || sscanf(line, "L %d %d %1023s", &a, &b, bind) != 3)
             return -1;
@@ -176,6 +181,8 @@ char *inherit_encode(const struct inherited *in)
 {
     struct buf b = {0};
     char line[128];
+    snprintf(line, sizeof(line), "V %d\n", INHERIT_VERSION);
+    buf_append_str(&b, line);
     for (int i = 0; i < in->nls; i++) {
         snprintf(line, sizeof(line), "L %d %d ", in->ls[i].fd, in->ls[i].systemd);
         buf_append_str(&b, line);

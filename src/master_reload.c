@@ -30,6 +30,11 @@
 
 enum { CHAN_READY = 4 };
 
+/* HUP runs the binary that is running now, even if a package upgrade
+ * replaced the file: a reload changes configuration and code, and must not
+ * meet a binary it cannot hand its state to.  USR2 is the binary upgrade. */
+static const char self_exe[] = "/proc/self/exe";
+
 static void unblock_all_signals(void)
 {
     sigset_t none;
@@ -101,8 +106,8 @@ void reload_start(void)
             dup2(null, 1);
         if (chdir(L->cwd) < 0)
             _exit(127);
-        execv(L->exe, argv);
-        log_err(errno, "HUP: executing %s", L->exe);
+        execv(self_exe, argv);
+        log_err(errno, "HUP: executing %s", self_exe);
         _exit(127);
     }
     free(argv);
@@ -153,10 +158,10 @@ static void exec_in_place(void)
     master_block_signals(1);
     if (chdir(M.launch->cwd) < 0)
         log_err(errno, "HUP: chdir %s", M.launch->cwd);
-    execv(M.launch->exe, M.launch->argv);
+    execv(self_exe, M.launch->argv);
     /* Still here: nothing changed, except that descriptors lost their
      * close-on-exec flag, which only matters if we exec again. */
-    log_err(errno, "HUP: executing %s; still serving the running generation", M.launch->exe);
+    log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
     master_block_signals(0);
     unsetenv("HUGD_INHERIT");
     unsetenv("NOTIFY_SOCKET");

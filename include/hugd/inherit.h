@@ -3,6 +3,7 @@
  * running workers and the connections waiting in its queue.  It travels in
  * the environment variable HUGD_INHERIT, one item per line:
  *
+ *   V 1                            the format's version (first line)
  *   L <fd> <systemd 0|1> <bind>    a listening socket (bind %-encoded)
  *   S <fd>                         the scoreboard (memfd)
  *   W <slot> <pid> <channel fd> <retiring 0|1>
