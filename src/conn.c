@@ -366,8 +366,13 @@ static int process(struct conn *c)
         if (r == FEED_NEED_MORE) {
             if (c->req.expect_continue)
                 send_continue(c);
-            if (c->req.started)
+            /* The head must be complete header_timeout after its first
+             * byte (a client dripping bytes can't stretch it); a body only
+             * has to keep moving. */
+            if (c->req.head_done || (c->req.started && !c->req.timed)) {
+                c->req.timed = 1;
                 set_deadline(c, c->w->cfg->header_timeout);
+            }
             break;
         }
         /* A whole request.  The read watcher stays on: on_io ignores input
@@ -420,8 +425,10 @@ static void read_some(struct conn *c)
                 c->in_ready = 1;
                 c->ready_next = c->w->ready;
                 c->w->ready = c;
-                if (!c->w->draining)
+                if (!c->w->draining) {
                     atomic_store(&c->w->slot->state, SB_QUEUED);
+                    c->w->told_free = 0; /* free again later: say so again */
+                }
             }
             return;
         }

@@ -240,7 +240,7 @@ void http_request_reset(struct http_request *r)
     buf_clear(&r->arena);
     r->url = r->url_len = 0;
     r->nhdrs = 0;
-    r->in_value = r->started = r->head_done = r->complete = 0;
+    r->in_value = r->started = r->head_done = r->complete = r->timed = 0;
     r->keepalive = r->expect_continue = r->has_length = 0;
     r->content_length = 0;
     /* Large buffers are not kept between requests on an idle connection. */

@@ -47,7 +47,7 @@ static int open_listeners(struct hugd_config *cfg, struct inherited *inh, struct
                           int reload)
 {
     char err[512];
-    int n = 0;
+    int n = 0, failed = 0;
     int systemd = inh->nls && inh->ls[0].systemd;
     if (systemd) {
         for (int i = 0; i < inh->nls; i++) {
@@ -71,20 +71,32 @@ static int open_listeners(struct hugd_config *cfg, struct inherited *inh, struct
             inh->ls[k].fd = -1;
         if (rc < 0) {
             log_crit(0, "cannot listen: %s", err);
-            if (reload)
-                continue; /* a reload must not take down what works */
+            if (reload) {
+                failed = 1; /* a reload must not take down what works */
+                continue;
+            }
             for (int j = 0; j < n; j++)
-                sock_close(&ls[j], 1);
+                sock_close(&ls[j], !ls[j].inherited);
             return -1;
         }
         log_info("listening at %s%s", strncmp(cfg->binds[i], "unix:", 5) ? "http://" : "",
                  cfg->binds[i]);
         n++;
     }
-    /* Inherited sockets the new configuration no longer names. */
-    for (int k = 0; k < inh->nls; k++)
-        if (inh->ls[k].fd >= 0)
+    /* Inherited sockets the new configuration no longer names: closed,
+     * unless the new configuration failed in part, in which case a reload
+     * keeps serving where it did rather than lose clients. */
+    for (int k = 0; k < inh->nls; k++) {
+        if (inh->ls[k].fd < 0)
+            continue;
+        if (failed && n < HUGD_MAX_BINDS &&
+            sock_adopt(inh->ls[k].fd, inh->ls[k].bind, &ls[n], err, sizeof(err)) == 0) {
+            log_crit(0, "still listening at %s, from before the reload", inh->ls[k].bind);
+            n++;
+        } else {
             close(inh->ls[k].fd);
+        }
+    }
     return n;
 }
 
@@ -134,9 +146,13 @@ int main(int argc, char **argv)
     }
     if (log_open(cfg.error_logfile, cfg.access_logfile, cfg.log_level) < 0) {
         fprintf(stderr, "hugd: cannot open the log files: %s\n", strerror(errno));
-        return HUGD_EX_CONFIG;
+        /* After a reload's exec, exiting would take the workers with us:
+         * log to where the previous image did. */
+        if (!reload)
+            return HUGD_EX_CONFIG;
     }
 
+    int app_ok_possible = 1;
     struct listener ls[HUGD_MAX_BINDS];
     int nls = open_listeners(&cfg, &inh, ls, reload);
     if (nls <= 0)
@@ -144,18 +160,22 @@ int main(int argc, char **argv)
     char err[512];
     if (privs_drop(cfg.user, cfg.group, cfg.allow_root, err, sizeof(err)) < 0) {
         log_crit(0, "%s", err);
-        return HUGD_EX_CONFIG;
+        if (!reload)
+            return HUGD_EX_CONFIG;
+        app_ok_possible = 0; /* keep the previous workers; start none as root */
     }
 
     int app_ok = 0;
-    if (pyapp_init(&cfg) == 0) {
+    if (app_ok_possible && pyapp_init(&cfg) == 0) {
         PyObject *app = pyapp_load(cfg.target);
         app_ok = app && wsgi_setup(app, ls, nls) == 0 && pyapp_freeze() == 0;
     }
     if (!app_ok) {
         if (!reload) {
+            /* An inherited socket's path belongs to the master that is
+             * still serving (a failed USR2): leave it. */
             for (int k = 0; k < nls; k++)
-                sock_close(&ls[k], 1);
+                sock_close(&ls[k], !ls[k].inherited);
             return HUGD_EX_SOFTWARE;
         }
         /* The probe passed, yet the import failed here: keep the previous

@@ -189,7 +189,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
             workers_tell(SIGKILL);
             M.stop_deadline_ms = now + 60000;
         }
-        if (M.handover)
+        if (M.handover || (M.stopping == 1 && !M.workers_told))
             master_dispatch_queue();
         if (workers_alive() == 0)
             ev_break(M.loop, EVBREAK_ALL);
@@ -386,6 +386,10 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     }
     ev_child_init(&M.child_w, on_child, 0, 0);
     ev_child_start(M.loop, &M.child_w);
+    /* A worker that died while a reload was executing us left a zombie and
+     * a SIGCHLD that went nowhere: look for it now. */
+    if (inh->nw)
+        ev_feed_signal_event(M.loop, SIGCHLD);
     for (size_t k = 0; k < NSIGS; k++) {
         ev_signal_init(&M.sig_w[k], on_signal, master_sigs[k]);
         ev_signal_start(M.loop, &M.sig_w[k]);

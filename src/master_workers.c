@@ -44,8 +44,10 @@ static void read_channel(struct wproc *wp)
         int fd;
         static char data[CHAN_MAX_DATA];
         int r = channel_recv(wp->ch, &m, &fd, data);
+        if (r == 0)
+            ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
         if (r <= 0)
-            break; /* EAGAIN, or the worker died: SIGCHLD tells the rest */
+            break;
         if (m.type == CHAN_CONN && fd >= 0)
             master_take_conn(fd, &m, data); /* handed back by a worker */
         else if (fd >= 0)
@@ -100,6 +102,10 @@ static void spawn(int i)
         if (M.upgrade_fd >= 0)
             close(M.upgrade_fd);
         close(M.sb_fd);
+        /* Connections waiting in the master's queue are not this worker's:
+         * a copy here would keep them open after their worker closes them. */
+        for (int k = 0; k < M.qlen; k++)
+            close(M.q[(M.qhead + k) % M.qcap].fd);
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = M.cfg;

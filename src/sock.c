@@ -155,6 +155,7 @@ int sock_adopt(int fd, const char *bind, struct listener *out, char *err, size_t
         return fail(err, errlen, bind, "fcntl", errno);
     out->fd = fd;
     out->family = ss.ss_family;
+    out->inherited = 1;
     char addr[INET6_ADDRSTRLEN];
     if (ss.ss_family == AF_UNIX) {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;

@@ -91,7 +91,12 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
             log_warnx("master went away; exiting");
             _exit(0);
         }
-        if (m.type == CHAN_CONN && fd >= 0) {
+        if (m.type == CHAN_CONN && fd < 0) {
+            /* Counted, so the master's view stays right; the descriptor
+             * itself was dropped by the kernel (our fd limit). */
+            atomic_fetch_add(&w->slot->received, 1);
+            log_errx("a connection arrived without its descriptor (file descriptor limit?)");
+        } else if (m.type == CHAN_CONN) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
             /* Work arrived: not free until it has been run (conn_run_ready). */

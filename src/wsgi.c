@@ -93,6 +93,14 @@ void wsgi_append_body(struct conn *c, PyObject *bytes)
             return;
     }
     rp->body_sent += n;
+    if (rp->pending) {
+        /* flush() writes out before pending: a later chunk must not pass the
+         * big one kept aside, so that one joins the buffer first. */
+        PyObject *big = rp->pending;
+        buf_append(&c->out, PyBytes_AS_STRING(big) + rp->pending_off,
+                   (size_t)PyBytes_GET_SIZE(big) - rp->pending_off);
+        wsgi_drop_pending(c);
+    }
     const char *p = PyBytes_AS_STRING(bytes);
     if (rp->chunked) {
         char size[24];
@@ -118,7 +126,10 @@ int wsgi_flush_blocking(struct conn *c)
         if (n < 0 && errno == EAGAIN) {
             struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
             int timeout_ms = (int)(c->w->cfg->header_timeout * 1000);
-            if (poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1) <= 0)
+            int pr = poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1);
+            if (pr < 0 && errno == EINTR)
+                continue; /* SIGURG (rebalancing) is no reason to give up */
+            if (pr <= 0)
                 return -1;
             continue;
         }
@@ -217,6 +228,8 @@ static int respond_sequence(struct conn *c, PyObject *seq)
 static int respond_file(struct conn *c, FileWrapper *fw)
 {
     struct http_response *rp = &c->resp;
+    if (rp->headers_sent)
+        return 1; /* write() began the body: iterate the file into it */
     PyObject *fno = PyObject_CallMethod(fw->filelike, "fileno", NULL);
     if (!fno) {
         PyErr_Clear();

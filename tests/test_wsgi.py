@@ -270,6 +270,34 @@ def test_file_wrapper_head(srv, big_file):
     assert r.status == 200 and r.header("Content-Length") == str(len(data))
 
 
+def test_write_then_file_wrapper_one_response(srv, module_workdir):
+    """write() began the body, so the file follows in the same framing, and
+    the connection stays usable."""
+    path = os.path.join(module_workdir, "tail.txt")
+    with open(path, "wb") as f:
+        f.write(b" world\n")
+    c = srv.conn()
+    try:
+        for _ in range(2):
+            c.send(build_request("GET", f"/write_then_file?path={path}", {"Host": "x"}))
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"hello world\n"
+    finally:
+        c.close()
+
+
+def test_list_with_big_first_piece_keeps_its_order(srv):
+    c = srv.conn()
+    try:
+        for _ in range(2):
+            c.send(build_request("GET", "/big_list", {"Host": "x"}))
+            r = c.read_response()
+            assert r.status == 200
+            assert r.body == b"A" * 70000 + b"B" * 10 + b"C" * 80000 + b"D" * 5
+    finally:
+        c.close()
+
+
 # --- start_response ------------------------------------------------------------------------
 
 def test_start_response_twice_without_exc_info_is_500(srv):

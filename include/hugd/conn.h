@@ -31,6 +31,7 @@ struct http_request {
     int started;   /* the first byte of this request has arrived */
     int head_done; /* on_headers_complete has run */
     int complete;  /* on_message_complete has run */
+    int timed;     /* the head's deadline is set */
     uint8_t method, major, minor;
     int keepalive;           /* what the client's side allows */
     int expect_continue;     /* a "100 Continue" is owed before the body */

@@ -13,6 +13,7 @@ struct listener {
     char *unix_path;       /* AF_UNIX only: unlinked at exit */
     char server_name[256]; /* SERVER_NAME for requests arriving here */
     char server_port[8];   /* SERVER_PORT */
+    int inherited;         /* taken over: another master may still use its path */
 };
 
 /* Parse "host:port", "[v6]:port" or "unix:PATH" and bind + listen.  The

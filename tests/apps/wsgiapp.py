@@ -303,7 +303,25 @@ def big_gen(environ, start_response):
     return (bytes([i % 251]) * 65536 for i in range(80))
 
 
+def big_list(environ, start_response):
+    """A list whose first piece is big (written without copying) and whose
+    later pieces are small: the order on the wire must be the list's."""
+    parts = [b"A" * 70000, b"B" * 10, b"C" * 80000, b"D" * 5]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return parts
+
+
+def write_then_file(environ, start_response):
+    """write() starts the body, then the rest comes from a file_wrapper."""
+    path = _qs(environ)["path"]
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    write(b"hello")
+    return environ["wsgi.file_wrapper"](open(path, "rb"), 8192)
+
+
 ROUTES = {
+    "big_list": big_list,
+    "write_then_file": write_then_file,
     "status": status,
     "wrong_cl": wrong_cl,
     "latin1_header": latin1_header,
