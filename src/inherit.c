@@ -225,6 +225,20 @@ char *inherit_encode(const struct inherited *in)
     return b.p;
 }
 
+void inherit_cloexec(const struct inherited *in)
+{
+    for (int i = 0; i < in->nls; i++)
+        close_on_exec(in->ls[i].fd);
+    if (in->sb_fd >= 0)
+        close_on_exec(in->sb_fd);
+    for (int i = 0; i < in->nw; i++)
+        close_on_exec(in->w[i].ch);
+    for (int i = 0; i < in->nq; i++)
+        close_on_exec(in->q[i].fd);
+    if (in->upgrade_fd >= 0)
+        close_on_exec(in->upgrade_fd);
+}
+
 void inherit_free(struct inherited *in)
 {
     for (int i = 0; i < in->nls; i++)

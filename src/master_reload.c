@@ -143,10 +143,11 @@ static void exec_in_place(void)
     in.target = M.target;
     in.workers_setting = M.cfg->workers;
     char *enc = inherit_encode(&in);
-    free(in.w);
-    free(in.q);
     if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0) {
         free(enc);
+        inherit_cloexec(&in);
+        free(in.w);
+        free(in.q);
         log_err(ENOMEM, "HUP");
         return;
     }
@@ -159,9 +160,12 @@ static void exec_in_place(void)
     if (chdir(M.launch->cwd) < 0)
         log_err(errno, "HUP: chdir %s", M.launch->cwd);
     execv(self_exe, M.launch->argv);
-    /* Still here: nothing changed, except that descriptors lost their
-     * close-on-exec flag, which only matters if we exec again. */
+    /* Still here (E2BIG, say): nothing changed.  The descriptors get their
+     * close-on-exec flag back, or the next probe or upgrade inherits them. */
     log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
+    inherit_cloexec(&in);
+    free(in.w);
+    free(in.q);
     master_block_signals(0);
     unsetenv("HUGD_INHERIT");
     unsetenv("NOTIFY_SOCKET");

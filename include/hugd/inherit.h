@@ -62,6 +62,9 @@ int inherit_from_env(struct inherited *in);
  * every descriptor it names.  NULL on allocation failure. */
 char *inherit_encode(const struct inherited *in);
 
+/* Set close-on-exec again on every descriptor in, after an exec failed. */
+void inherit_cloexec(const struct inherited *in);
+
 void inherit_free(struct inherited *in);
 
 #endif
