@@ -503,6 +503,26 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 void conn_rescue(struct worker *w)
 {
     int saved = errno;
+    /* Connections the master sent just before we went into this request
+     * still sit in the channel: straight back with them. */
+    for (;;) {
+        static char data[CHAN_MAX_DATA];
+        struct chan_msg m;
+        int fd;
+        if (channel_recv(w->channel, &m, &fd, data) <= 0)
+            break;
+        if (m.type != CHAN_CONN) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        atomic_fetch_add(&w->slot->received, 1);
+        atomic_fetch_add(&w->slot->closed, 1);
+        if (fd >= 0) {
+            channel_send_conn(w->channel, fd, &m, data);
+            close(fd);
+        }
+    }
     for (struct conn *c = w->conns; c; c = c->next) {
         if (c->given_away)
             continue;
