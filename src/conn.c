@@ -169,7 +169,6 @@ static int start_closing(struct conn *c)
         return -1;
     }
     want(c, EV_READ);
-    c->deadline = 0;
     set_deadline(c, LINGER_SECONDS);
     return 0;
 }
@@ -536,9 +535,9 @@ void conn_rescue(struct worker *w)
             }
             if (c->out.off == c->out.len && c->keepalive && c->in.off == c->in.len &&
                 send_back(c) == 0)
-                c->given_away = 1;
+                c->given_away = w->gave_away = 1;
         } else if (c->state == CONN_READING && !c->req.started && send_back(c) == 0) {
-            c->given_away = 1;
+            c->given_away = w->gave_away = 1;
         }
     }
     errno = saved;

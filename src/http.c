@@ -115,13 +115,24 @@ static int on_headers_complete(llhttp_t *p)
     struct conn *c = conn_of(p);
     struct http_request *r = &c->req;
     r->head_done = 1;
-    /* llhttp drops the whitespace before a value, not after (RFC 9110
-     * 5.5: neither belongs to it). */
+    /* One pass over the headers: trim each value (llhttp drops the
+     * whitespace before a value, not after; RFC 9110 5.5: neither belongs to
+     * it) and note the two the parser itself needs. */
+    const char *expect = NULL;
+    size_t expect_len = 0;
+    int has_host = 0;
     for (int i = 0; i < r->nhdrs; i++) {
         struct http_header *h = &r->hdrs[i];
+        const char *name = r->arena.p + h->name;
         while (h->value_len && (r->arena.p[h->value + h->value_len - 1] == ' ' ||
                                 r->arena.p[h->value + h->value_len - 1] == '\t'))
             h->value_len--;
+        if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0)
+            has_host = 1;
+        else if (!expect && h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+            expect = r->arena.p + h->value;
+            expect_len = h->value_len;
+        }
     }
     r->method = (uint8_t)llhttp_get_method(p);
     r->major = llhttp_get_http_major(p);
@@ -135,8 +146,7 @@ static int on_headers_complete(llhttp_t *p)
         return fail(p, 501);
     if (r->major != 1)
         return fail(p, r->major == 0 ? 400 : 505); /* HTTP/0.9 has no headers to go on */
-    size_t hl;
-    if (r->minor >= 1 && !http_header(r, "host", &hl))
+    if (r->minor >= 1 && !has_host)
         return fail(p, 400); /* RFC 9112 3.2: a 1.1 request without Host is invalid */
     int has_body = 0;
     if (p->flags & F_CONTENT_LENGTH) {
@@ -148,10 +158,8 @@ static int on_headers_complete(llhttp_t *p)
     } else if (p->flags & F_CHUNKED) {
         has_body = 1;
     }
-    size_t len;
-    const char *expect = http_header(r, "expect", &len);
     if (expect) {
-        if (len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
+        if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
             return fail(p, 417);
         r->expect_continue = has_body && r->major == 1 && r->minor >= 1;
     }

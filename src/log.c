@@ -143,9 +143,3 @@ void log_access_write(const char *line, size_t len)
     ssize_t w = write(access_fd, line, len);
     (void)w;
 }
-
-void log_signal_safe(const char *msg)
-{
-    ssize_t w = write(2, msg, strlen(msg));
-    (void)w;
-}

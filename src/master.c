@@ -408,6 +408,7 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     adopt(inh);
     if (inh->upgrade_fd >= 0)
         upgrade_watch_old(inh->upgrade_fd);
+    inherit_free(inh); /* everything in it now lives in M */
     workers_spawn_missing();
     ev_run(M.loop, 0);
 

@@ -109,7 +109,6 @@ static void spawn(int i)
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = M.cfg;
-        w.listeners = M.ls;
         w.nlisteners = M.nls;
         w.sb = M.sb;
         w.slot = s;
@@ -131,7 +130,6 @@ static void spawn(int i)
     memset(wp, 0, sizeof(*wp));
     wp->pid = pid;
     wp->ch = fds[0];
-    atomic_store(&s->pid, pid);
     atomic_store(&s->accepting, 1);
     workers_watch(i);
     log_info("worker %d started (pid %d)", i, (int)pid);

@@ -48,7 +48,6 @@ void scoreboard_reset_slot(struct sb_slot *s)
     atomic_store(&s->busy_since_ms, 0);
     atomic_store(&s->sent, 0);
     atomic_store(&s->accepting, 0);
-    atomic_store(&s->pid, 0);
     s->request[0] = '\0';
     s->spawned_ms = 0;
 }

@@ -184,8 +184,17 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen)
 {
     struct sb_slot *s = w->slot;
-    snprintf(s->request, sizeof(s->request), "%s %.*s", method,
-             (int)(pathlen > 100 ? 100 : pathlen), path);
+    /* Per call into the app (a streaming body may interleave with other
+     * requests): plain copies, no formatting. */
+    size_t ml = strlen(method);
+    if (ml > 16)
+        ml = 16;
+    if (pathlen > sizeof(s->request) - ml - 2)
+        pathlen = sizeof(s->request) - ml - 2;
+    memcpy(s->request, method, ml);
+    s->request[ml] = ' ';
+    memcpy(s->request + ml + 1, path, pathlen);
+    s->request[ml + 1 + pathlen] = '\0';
     atomic_store(&s->busy_since_ms, monotonic_ms());
     atomic_store(&s->state, SB_BUSY);
     w->told_free = 0;
@@ -199,7 +208,10 @@ void worker_leave_app(struct worker *w)
     int st = w->draining ? SB_DRAINING : (w->ready || w->flush) ? SB_QUEUED : SB_IDLE;
     atomic_store(&w->slot->state, st);
     atomic_store(&w->slot->busy_since_ms, 0);
-    conn_sweep(w);
+    if (w->gave_away) {
+        w->gave_away = 0;
+        conn_sweep(w);
+    }
 }
 
 void worker_request_done(struct worker *w)

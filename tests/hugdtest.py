@@ -4,14 +4,12 @@ Everything here is bounded in time: sockets carry timeouts, every wait has a
 deadline, and every process started is killed (whole process group) by
 Server.kill(), which the fixtures in conftest.py always call at teardown.
 """
-import errno
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,9 +60,8 @@ def pid_alive(pid):
     return state != "Z"
 
 
-def children_of(pid):
-    """Pids of the live (non-zombie) children of pid, read from /proc."""
-    out = []
+def live_processes():
+    """(pid, ppid, pgid) of every process that is not a zombie, from /proc."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -73,27 +70,19 @@ def children_of(pid):
                 data = f.read()
         except OSError:
             continue
+        # the fields after the ")" closing the comm: state ppid pgrp ...
         rest = data.rsplit(")", 1)[1].split()
-        state, ppid = rest[0], int(rest[1])
-        if ppid == pid and state != "Z":
-            out.append(int(d))
-    return sorted(out)
+        if rest[0] != "Z":
+            yield int(d), int(rest[1]), int(rest[2])
+
+
+def children_of(pid):
+    """Pids of the live (non-zombie) children of pid."""
+    return sorted(p for p, ppid, _ in live_processes() if ppid == pid)
 
 
 def pgroup_members(pgid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        rest = data.rsplit(")", 1)[1].split()
-        if int(rest[2]) == pgid and rest[0] != "Z":
-            out.append(int(d))
-    return out
+    return [p for p, _, pg in live_processes() if pg == pgid]
 
 
 def wait_for(pred, timeout, interval=0.05):

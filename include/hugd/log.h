@@ -43,7 +43,4 @@ int log_access_enabled(void);
 /* Write one finished access line (ending in '\n'). */
 void log_access_write(const char *line, size_t len);
 
-/* Async-signal-safe: a fixed message straight to fd 2. */
-void log_signal_safe(const char *msg);
-
 #endif

@@ -31,7 +31,6 @@ struct sb_slot {
     /* master-written */
     _Atomic uint64_t sent; /* connections handed to this worker */
     _Atomic int accepting; /* the master may hand it connections */
-    _Atomic int pid;
     int64_t spawned_ms;
 } __attribute__((aligned(64)));
 

@@ -15,7 +15,6 @@ struct conn;
 struct worker {
     struct ev_loop *loop;
     const struct hugd_config *cfg;
-    const struct listener *listeners;
     int nlisteners;
     struct sb_slot *slot;
     struct scoreboard *sb;
@@ -32,9 +31,10 @@ struct worker {
     ev_check check_w;
     int nconns;
     int draining;
-    int told_free;                /* a "free" wake-up was sent and nothing changed since */
-    uint64_t max_requests;        /* this worker's own limit, jitter included; 0 = none */
-    volatile sig_atomic_t in_app; /* inside the application (conn_rescue may run) */
+    int told_free;                   /* a "free" wake-up was sent and nothing changed since */
+    uint64_t max_requests;           /* this worker's own limit, jitter included; 0 = none */
+    volatile sig_atomic_t in_app;    /* inside the application (conn_rescue may run) */
+    volatile sig_atomic_t gave_away; /* conn_rescue moved connections: sweep them */
     int retire_asked;
     void *py_thread; /* PyThreadState* while the loop waits in poll */
 };

@@ -194,6 +194,29 @@ def free_port():
 # ------------------------------------------------------------------- servers
 
 
+def hugd_root():
+    """The peers run as whoever runs the benchmark; so does hugd (which
+    refuses root unless told)."""
+    return ["--allow-root"] if os.geteuid() == 0 else []
+
+
+def arm_time_limit(budget):
+    """TimeLimit after budget seconds; TERM and HUP end the run like Ctrl-C,
+    which keeps working when started in the background (bash then ignores
+    SIGINT for us)."""
+    def on_alarm(*_):
+        raise TimeLimit()
+
+    def on_term(*_):
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.alarm(budget)
+
+
 def guarded(body, budget):
     """Run body(); turn the ways a run fails into exit codes (1 a server
     misbehaved or a subprocess hung, 3 the overall time limit, 130
@@ -225,9 +248,7 @@ def server_argv(name, port, args):
     tset = ["taskset", "-c", str(args.server_cpu)]
     addr = "127.0.0.1:%d" % port
     if name == "hugd":
-        # The peers run as whoever runs the benchmark; so does hugd.
-        root = ["--allow-root"] if os.geteuid() == 0 else []
-        return tset + [args.hugd] + root + ["-w", "1", "-b", addr, APP_FILE], \
+        return tset + [args.hugd] + hugd_root() + ["-w", "1", "-b", addr, APP_FILE], \
             signal.SIGTERM
     if name == "gunicorn":
         return tset + [PY, "-m", "gunicorn", "-w", "1", "-k", "sync",
@@ -526,18 +547,7 @@ def main():
         (0 if args.no_ceiling else args.ceiling_runs *
          (args.ceiling_secs + 30)))
 
-    def on_alarm(*_):
-        raise TimeLimit()
-
-    def on_term(*_):
-        raise KeyboardInterrupt()
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    # also when started in the background (bash then ignores SIGINT for us)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(budget)
+    arm_time_limit(budget)
 
     logdir = args.logdir or tempfile.mkdtemp(prefix="hugd-bench-")
     os.makedirs(logdir, exist_ok=True)

@@ -39,8 +39,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (HERE, ROOT, PY, BenchError, Proc, TimeLimit, guarded,  # noqa: E402
-                   check_keepalive, free_port, http_get, listen_overflows)
+from bench import (HERE, ROOT, PY, BenchError, Proc, arm_time_limit,  # noqa: E402
+                   check_keepalive, free_port, guarded, http_get, hugd_root,
+                   listen_overflows)
 
 APP_FILE = "mixed_app.py"
 APP_MODULE = "mixed_app"
@@ -58,8 +59,7 @@ def server_argv(name, port, pattern, args):
     addr = "127.0.0.1:%d" % port
     w = str(args.workers)
     if name == "hugd":
-        root = ["--allow-root"] if os.geteuid() == 0 else []
-        return [args.hugd] + root + ["-w", w, "-b", addr, APP_FILE]
+        return [args.hugd] + hugd_root() + ["-w", w, "-b", addr, APP_FILE]
     if name == "gunicorn":
         return [PY, "-m", "gunicorn", "-w", w, "-k", "sync", "-b", addr,
                 "%s:%s" % (APP_MODULE, CALLABLE)]
@@ -324,17 +324,7 @@ def main():
     per_round = len(plan) * (args.duration + args.warmup + 4)
     budget = args.max_time or int(args.rounds * per_round * 1.4 + 30)
 
-    def on_alarm(*_):
-        raise TimeLimit()
-
-    def on_term(*_):
-        raise KeyboardInterrupt()
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.alarm(budget)
+    arm_time_limit(budget)
 
     logdir = args.logdir or tempfile.mkdtemp(prefix="hugd-mixed-")
     os.makedirs(logdir, exist_ok=True)
