@@ -62,9 +62,9 @@ const struct setting config_table[] = {
     {"workers", "max_requests_jitter", "max-requests-jitter", 0, T_INT, OFF(max_requests_jitter), 0,
      INT_MAX, "0", "N", "add a random 0..N to each worker's max_requests"},
     {"workers", "rebalance_after", "rebalance-after", 0, T_SECONDS, OFF(rebalance_after), 0,
-     MAX_SECONDS, "0.05", "SECONDS",
-     "after this long in one request, the connections waiting on that worker move to free "
-     "ones; 0 = never"},
+     MAX_SECONDS, "0.002", "SECONDS",
+     "once one request has kept a worker busy this long, its other connections move to free "
+     "workers as soon as they have a request to run; 0 = never"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
     {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",

@@ -204,14 +204,6 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         master_dispatch_queue();
 }
 
-static void on_urge_tick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)t;
-    (void)revents;
-    workers_urge(monotonic_ms());
-}
-
 static void stop(int how)
 {
     if (M.stopping >= how)
@@ -397,13 +389,6 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
-    if (cfg->rebalance_after > 0) {
-        /* A quarter of the threshold, so a stuck worker is found in time;
-         * never more often than every 5 ms. */
-        double every = cfg->rebalance_after / 4 < 0.005 ? 0.005 : cfg->rebalance_after / 4;
-        ev_timer_init(&M.urge_w, on_urge_tick, every, every);
-        ev_timer_start(M.loop, &M.urge_w);
-    }
 
     adopt(inh);
     if (inh->upgrade_fd >= 0)

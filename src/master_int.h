@@ -20,10 +20,9 @@ struct wproc {
     ev_io ch_w;
     int64_t kill_at_ms; /* SIGKILL due (after SIGABRT or a missed drain) */
     int retiring;
-    int replaced_by;     /* slot + 1 of the worker starting in its place */
-    int old_gen;         /* runs the code from before a HUP */
-    int aborted;         /* timed out: SIGABRT sent, SIGKILL follows */
-    int64_t urged_since; /* busy_since of the request it was urged about */
+    int replaced_by; /* slot + 1 of the worker starting in its place */
+    int old_gen;     /* runs the code from before a HUP */
+    int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
 };
 
 struct queued {
@@ -65,7 +64,6 @@ struct master {
     ev_child child_w;
     ev_signal sig_w[10];
     ev_timer tick_w;
-    ev_timer urge_w;
 };
 
 extern struct master M;
@@ -84,7 +82,6 @@ void workers_retire(int slot);
 void workers_retire_one(void);
 void workers_replace(int slot);
 void workers_tick(int64_t now);
-void workers_urge(int64_t now);
 void workers_check_ready(void);
 void workers_reaped(pid_t pid, int status);
 void workers_tell(int sig);

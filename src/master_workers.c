@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -340,30 +339,6 @@ static void check_timeouts(int64_t now)
         wp->kill_at_ms = now + KILL_GRACE_MS;
         wp->aborted = 1;
         wp->retiring = 1; /* counted out: its replacement starts now */
-    }
-}
-
-/* A worker long inside one request can't serve the connections it holds:
- * urge it (SIGURG, to its main thread) to hand them back; the balancer
- * then gives them to free workers.  Once per request. */
-void workers_urge(int64_t now)
-{
-    double after = M.cfg->rebalance_after;
-    if (after <= 0 || M.stopping || M.handover)
-        return;
-    for (int i = 0; i < M.nslots; i++) {
-        struct wproc *wp = &M.w[i];
-        if (wp->pid <= 0 || wp->aborted)
-            continue;
-        struct sb_slot *s = &M.sb->slot[i];
-        int64_t since = atomic_load(&s->busy_since_ms);
-        if (atomic_load(&s->state) != SB_BUSY || since == 0 || now - since < after * 1000 ||
-            wp->urged_since == since)
-            continue;
-        wp->urged_since = since;
-        if (atomic_load(&s->sent) - atomic_load(&s->closed) <= 1)
-            continue; /* nothing but the request itself */
-        syscall(SYS_tgkill, wp->pid, wp->pid, SIGURG);
     }
 }
 
