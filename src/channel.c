@@ -83,3 +83,15 @@ int channel_send_type(int ch, int type)
     ssize_t n = send(ch, &m, sizeof(uint32_t) * 2, MSG_NOSIGNAL | MSG_DONTWAIT);
     return n < 0 ? -1 : 0;
 }
+
+int channel_send(int ch, const struct chan_msg *msg, const void *data)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)msg, .iov_len = sizeof(*msg)},
+                           {.iov_base = (void *)data, .iov_len = msg->datalen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = msg->datalen && data ? 2 : 1};
+    ssize_t n;
+    do
+        n = sendmsg(ch, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}

@@ -25,6 +25,23 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
 static int process(struct conn *c);
 
+/* What the master is to do with this connection if this worker dies:
+ * SBC_IDLE, it goes to another worker; SBC_ACTIVE, it is closed. */
+static void share_state(struct conn *c, int st)
+{
+    if (c->shared != st && c->rec) {
+        c->shared = st;
+        atomic_store_explicit(&c->rec->state, (uint8_t)st, memory_order_release);
+    }
+}
+
+/* Nothing read since the last response: nothing of it lives only here. */
+static void share_if_idle(struct conn *c)
+{
+    if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
+        share_state(c, SBC_IDLE);
+}
+
 /* Input to parse and run in this loop iteration's batch (conn_run_ready). */
 static void mark_ready(struct conn *c)
 {
@@ -97,6 +114,8 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     }
     c->w = w;
     c->fd = fd;
+    c->id = m->id;
+    c->rec = sb_conn(w->sb, (int)m->id);
     c->listener = m->listener < w->nlisteners ? m->listener : 0;
     c->resp.file_fd = -1;
     c->resp.content_length = -1;
@@ -123,8 +142,11 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     if (m->datalen) {
         /* Moved here with a request (or part of one) another worker had
          * read: it is to be run even if the socket has nothing more. */
+        share_state(c, SBC_ACTIVE);
         buf_append(&c->in, data, m->datalen);
         mark_ready(c);
+    } else {
+        share_state(c, SBC_IDLE);
     }
     /* The request is usually there already: read it now, not after a loop
      * iteration. */
@@ -154,6 +176,8 @@ void conn_close(struct conn *c)
     wsgi_drop_pending(c);
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
+    if (!c->given_away)
+        share_state(c, SBC_CLOSED);
     if (c->given_away && w->epoll_fd >= 0) {
         /* The descriptor lives on in another process: without this, its
          * events would go on reaching our epoll set after close(), and
@@ -175,8 +199,10 @@ void conn_close(struct conn *c)
     buf_free(&c->out);
     buf_free(&c->resp.head);
     buf_free(&c->resp.status_line);
+    uint32_t id = c->id;
+    int released = !c->given_away;
     free(c);
-    worker_conn_closed(w, NULL);
+    worker_conn_closed(w, id, released);
 }
 
 /* Give an idle keep-alive connection back to the master, which passes it
@@ -189,7 +215,8 @@ int conn_give_away(struct conn *c)
     size_t from = unrun_from(c);
     struct chan_msg m;
     memset(&m, 0, sizeof(m));
-    m.type = CHAN_CONN;
+    m.type = CHAN_BACK;
+    m.id = c->id;
     m.listener = (uint16_t)c->listener;
     m.peerlen = (uint32_t)c->peerlen;
     m.peer = c->peer;
@@ -198,7 +225,7 @@ int conn_give_away(struct conn *c)
         errno = EMSGSIZE;
         return -1;
     }
-    if (channel_send_conn(c->w->channel, c->fd, &m, c->in.p ? c->in.p + from : NULL) < 0)
+    if (channel_send(c->w->channel, &m, c->in.p ? c->in.p + from : NULL) < 0)
         return -1;
     c->given_away = 1;
     return 0;
@@ -374,6 +401,7 @@ static int finish_response(struct conn *c)
     c->state = CONN_READING;
     if (c->w->draining && c->in.off == c->in.len)
         return hand_back(c);
+    share_if_idle(c);
     want(c, EV_READ);
     set_deadline(c, c->w->cfg->keepalive);
     return 0;
@@ -484,12 +512,17 @@ static void read_some(struct conn *c)
         }
         buf_reserve(&c->in, READ_CHUNK);
         size_t room = c->in.cap - c->in.len;
+        /* Before the bytes leave the kernel: from here on they exist only
+         * in this worker. */
+        share_state(c, SBC_ACTIVE);
         ssize_t n = read(c->fd, c->in.p + c->in.len, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
+                share_if_idle(c);
                 return;
+            }
             log_debug("read from %s: %s", c->peer_addr, strerror(errno));
             conn_close(c);
             return;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "hugd/balancer.h"
@@ -26,6 +27,9 @@ struct master M;
 static int hand_over(int fd, const struct chan_msg *msg, const char *data)
 {
     int tries = M.nslots;
+    struct chan_msg m = *msg;
+    m.type = CHAN_CONN;
+    m.id = (uint32_t)fd;
     while (tries-- > 0) {
         int i = balancer_pick(M.sb, M.rr);
         if (i < 0)
@@ -34,12 +38,14 @@ static int hand_over(int fd, const struct chan_msg *msg, const char *data)
         /* Count it before sending, so that a scoreboard read in between
          * never sees this worker as emptier than it is. */
         atomic_fetch_add(&s->sent, 1);
-        if (channel_send_conn(M.w[i].ch, fd, msg, data) == 0) {
-            close(fd);
+        conns_sending(fd, i, m.datalen > 0);
+        /* Our descriptor stays open: see master_conns.c. */
+        if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0) {
             M.rr = (i + 1) % M.nslots;
             return 0;
         }
         int e = errno;
+        conns_unsent(fd);
         atomic_fetch_sub(&s->sent, 1);
         if (e == EAGAIN || e == ENOBUFS)
             return -1;
@@ -100,7 +106,7 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
     M.q[tail].data = NULL;
     if (msg->datalen && !(M.q[tail].data = malloc(msg->datalen))) {
         log_err(ENOMEM, "queueing a connection");
-        close(fd);
+        conns_close(fd);
         return;
     }
     if (msg->datalen)
@@ -117,7 +123,7 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
 {
     if (M.stopping) {
-        close(fd);
+        conns_close(fd);
         return;
     }
     if (M.handover) {
@@ -129,7 +135,7 @@ void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
     if (M.qlen == M.qcap) {
         /* Only a hand-back can find the queue full (accepting pauses when
          * it fills); there is nowhere to keep it. */
-        close(fd);
+        conns_close(fd);
         return;
     }
     enqueue(fd, msg, data);
@@ -161,7 +167,8 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         msg.type = CHAN_CONN;
         msg.listener = (uint16_t)li;
         msg.peerlen = sl;
-        master_take_conn(fd, &msg, NULL);
+        if (conns_hold(fd, li) == 0)
+            master_take_conn(fd, &msg, NULL);
     }
 }
 
@@ -223,7 +230,7 @@ static void stop(int how)
     } else {
         log_info("stopping now");
         while (M.qlen) {
-            close(M.q[M.qhead].fd);
+            conns_close(M.q[M.qhead].fd);
             pop_queue();
         }
         M.stop_deadline_ms = now + KILL_GRACE_MS;
@@ -298,9 +305,31 @@ void master_block_signals(int block)
     sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
 }
 
+/* One connection record per descriptor the master may hold: raise the
+ * soft limit to the hard one (every connection costs the master a
+ * descriptor now), and size the table to it. */
+static int conn_records(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    rlim_t cap = 1 << 20;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > cap ? cap : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn(errno, "raising the descriptor limit to %llu", (unsigned long long)want);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > cap)
+        return (int)cap;
+    return (int)rl.rlim_cur;
+}
+
 static int adopt(struct inherited *inh)
 {
     int64_t now = monotonic_ms();
+    if (inh->nw || inh->nq)
+        conns_adopt();
     for (int k = 0; k < inh->nw; k++) {
         struct inherit_worker *iw = &inh->w[k];
         struct wproc *wp = &M.w[iw->slot];
@@ -325,12 +354,20 @@ static int adopt(struct inherited *inh)
         }
         msg.peerlen = sl;
         msg.datalen = inh->q[k].datalen;
-        master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
+        if (conns_hold(inh->q[k].fd, msg.listener) == 0)
+            master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
     }
     if (inh->nw)
         log_info("reloaded: %d worker(s) of the previous generation serve until the new one "
                  "is ready",
                  inh->nw);
+    /* Workers that died while we were executing: their connections. */
+    for (int fd = 0; fd < M.conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(M.sb, fd);
+        int owner = atomic_load(&rec->owner);
+        if (atomic_load(&rec->state) != SBC_FREE && owner >= 0 && M.w[owner].pid <= 0)
+            conns_worker_gone(owner);
+    }
     return 0;
 }
 
@@ -350,9 +387,9 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     M.upgrade_fd = -1;
     if (inh->sb_fd >= 0) {
         M.sb_fd = inh->sb_fd;
-        M.sb = scoreboard_attach(inh->sb_fd, M.nslots);
+        M.sb = scoreboard_attach(inh->sb_fd);
     } else {
-        M.sb = scoreboard_create(M.nslots, &M.sb_fd);
+        M.sb = scoreboard_create(M.nslots, conn_records(), &M.sb_fd);
     }
     M.w = calloc((size_t)M.nslots, sizeof(*M.w));
     M.qcap = cfg->accept_queue;

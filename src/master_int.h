@@ -48,6 +48,7 @@ struct master {
     struct queued *q;
     int qhead, qlen, qcap;
     int rr;
+    int conn_hi;  /* connection records in use are below this */
     int stopping; /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
     int64_t stop_deadline_ms;
@@ -73,6 +74,18 @@ extern struct master M;
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
 void master_close_listeners(int unlink_paths);
+
+/* master_conns.c: the connections the master holds (see there) */
+int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */
+void conns_sending(int fd, int slot, int with_data);
+void conns_unsent(int fd);
+void conns_close(int fd);
+void conns_given_back(int slot, const struct chan_msg *m, const char *data);
+void conns_closed(int slot, const char *data, size_t len);
+void conns_worker_gone(int slot);
+void conns_close_inherited(void);
+void conns_keep_on_exec(int keep);
+void conns_adopt(void);
 
 /* master_workers.c */
 void workers_spawn_missing(void);

@@ -152,6 +152,7 @@ static void exec_in_place(void)
         return;
     }
     free(enc);
+    conns_keep_on_exec(1);
     log_info("HUP: the new configuration and application load; reloading");
     notify_export();
     /* Blocked across exec: a signal in the gap stays pending for the new
@@ -164,6 +165,7 @@ static void exec_in_place(void)
      * close-on-exec flag back, or the next probe or upgrade inherits them. */
     log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
     inherit_cloexec(&in);
+    conns_keep_on_exec(0);
     free(in.w);
     free(in.q);
     master_block_signals(0);
@@ -194,7 +196,9 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         if (m.type == CHAN_CONN && fd >= 0) {
-            master_take_conn(fd, &m, data); /* passed on by the master we replace */
+            /* Passed on by the master we replace. */
+            if (conns_hold(fd, m.listener) == 0)
+                master_take_conn(fd, &m, data);
         } else {
             if (fd >= 0)
                 close(fd);
@@ -287,7 +291,7 @@ int upgrade_forward(int fd, const struct chan_msg *msg, const char *data)
     }
     if (rc < 0)
         log_warn(errno, "passing a connection to the new master");
-    close(fd);
+    conns_close(fd);
     return rc;
 }
 

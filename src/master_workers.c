@@ -47,10 +47,13 @@ static void read_channel(struct wproc *wp)
             ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
         if (r <= 0)
             break;
-        if (m.type == CHAN_CONN && fd >= 0)
-            master_take_conn(fd, &m, data); /* handed back by a worker */
-        else if (fd >= 0)
-            close(fd);
+        int slot = (int)(wp - M.w);
+        if (fd >= 0)
+            close(fd); /* workers send none */
+        if (m.type == CHAN_BACK)
+            conns_given_back(slot, &m, data);
+        else if (m.type == CHAN_CLOSED)
+            conns_closed(slot, data, m.datalen);
         if (m.type == CHAN_RETIRE)
             workers_replace((int)(wp - M.w));
     }
@@ -101,10 +104,7 @@ static void spawn(int i)
         if (M.upgrade_fd >= 0)
             close(M.upgrade_fd);
         close(M.sb_fd);
-        /* Connections waiting in the master's queue are not this worker's:
-         * a copy here would keep them open after their worker closes them. */
-        for (int k = 0; k < M.qlen; k++)
-            close(M.q[(M.qhead + k) % M.qcap].fd);
+        conns_close_inherited();
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = M.cfg;
@@ -288,6 +288,7 @@ void workers_reaped(pid_t pid, int status)
     close(wp->ch);
     memset(wp, 0, sizeof(*wp));
     scoreboard_reset_slot(s);
+    conns_worker_gone(i);
 
     if (M.stopping || M.handover)
         return;

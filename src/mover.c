@@ -52,17 +52,19 @@ static void return_channel(struct worker *w)
             continue;
         }
         atomic_fetch_add(&w->slot->received, 1);
-        if (fd < 0) {
+        struct chan_msg back = m;
+        back.type = CHAN_BACK;
+        if (channel_send(w->channel, &back, data) == 0) {
+            /* The master has its own descriptor of it. */
             atomic_fetch_add(&w->slot->closed, 1);
-            continue;
-        }
-        if (channel_send_conn(w->channel, fd, &m, data) == 0) {
-            atomic_fetch_add(&w->slot->closed, 1);
-            close(fd);
+            if (fd >= 0)
+                close(fd);
             atomic_fetch_add(&mv->moves, 1);
             log_debug("returned a connection to the master: busy in a request");
             continue;
         }
+        if (fd < 0)
+            continue; /* nothing to serve it with; the master's copy waits for our death */
         /* The channel is full: the main thread serves it when it is back. */
         mv->stash[mv->nstash].fd = fd;
         mv->stash[mv->nstash].msg = m;

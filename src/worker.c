@@ -52,6 +52,7 @@ static void acquire_gil(struct ev_loop *loop)
 static void finish(struct worker *w) __attribute__((noreturn));
 static void finish(struct worker *w)
 {
+    worker_flush_closed(w);
     atomic_store(&w->slot->state, SB_DRAINING);
     log_info("exiting after %llu requests", (unsigned long long)atomic_load(&w->slot->requests));
     /* atexit handlers the application registered run here, as they would
@@ -86,10 +87,14 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
             _exit(0);
         }
         if (m.type == CHAN_CONN && fd < 0) {
-            /* Counted, so the master's view stays right; the descriptor
-             * itself was dropped by the kernel (our fd limit). */
+            /* The kernel dropped the descriptor (our descriptor limit): the
+             * master still has it, and gives it to another worker. */
             atomic_fetch_add(&w->slot->received, 1);
-            log_errx("a connection arrived without its descriptor (file descriptor limit?)");
+            atomic_fetch_add(&w->slot->closed, 1);
+            m.type = CHAN_BACK;
+            if (channel_send(w->channel, &m, data) < 0)
+                log_err(errno, "giving back a connection we could not take");
+            log_errx("a connection arrived without its descriptor (descriptor limit?); given back");
         } else if (m.type == CHAN_CONN) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
@@ -109,6 +114,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)p;
     (void)revents;
     struct worker *w = self;
+    worker_flush_closed(w);
     /* About to wait: if the master holds connections for lack of a free
      * worker, tell it we are one.  One wake-up per free spell. */
     if (!w->told_free && !w->draining && atomic_load(&w->sb->waiting) &&
@@ -234,10 +240,28 @@ void worker_request_done(struct worker *w)
     }
 }
 
-void worker_conn_closed(struct worker *w, struct conn *c)
+void worker_flush_closed(struct worker *w)
 {
-    (void)c;
+    if (!w->nclosed)
+        return;
+    struct chan_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CHAN_CLOSED;
+    m.datalen = (uint32_t)(w->nclosed * sizeof(uint32_t));
+    if (channel_send(w->channel, &m, w->closed_ids) < 0 && errno == EAGAIN)
+        return; /* the master is behind: next time (the states say CLOSED meanwhile) */
+    w->nclosed = 0;
+}
+
+void worker_conn_closed(struct worker *w, uint32_t id, int released)
+{
     atomic_fetch_add(&w->slot->closed, 1);
+    if (released) {
+        if (w->nclosed == (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+            worker_flush_closed(w);
+        if (w->nclosed < (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+            w->closed_ids[w->nclosed++] = id;
+    }
     if (w->draining && w->nconns == 0)
         ev_break(w->loop, EVBREAK_ALL);
 }

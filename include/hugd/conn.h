@@ -76,6 +76,9 @@ struct conn {
     struct worker *w;
     int fd;
     int listener;
+    uint32_t id;         /* the master's name for it (its descriptor there) */
+    struct sb_conn *rec; /* its record on the scoreboard */
+    int shared;          /* the state last written there */
     enum conn_state state;
     ev_io io;
     ev_timer timer;
@@ -133,8 +136,8 @@ enum conn_move conn_move_plan(const struct conn *c);
 /* Write what is produced of a finished response.  1: all out; 0: the
  * socket is full; -1: it failed (the main thread closes it later). */
 int conn_move_write(struct conn *c);
-/* Send it to the master with the bytes not yet run.  0, or -1 (the channel
- * is full: it stays). */
+/* Give it back to the master with the bytes not yet run.  0, or -1 (the
+ * channel is full: it stays). */
 int conn_give_away(struct conn *c);
 
 /* Main thread, at a point where no list of connections is being walked:
