@@ -104,17 +104,6 @@ fail:
     return -1;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* PATH_INFO is the percent-decoded path, bytes taken as latin-1. */
 static PyObject *decode_path(const char *p, size_t n)
 {
@@ -125,8 +114,8 @@ static PyObject *decode_path(const char *p, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < n && (hi = ascii_hex_value((unsigned char)p[i + 1])) >= 0 &&
+            (lo = ascii_hex_value((unsigned char)p[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
