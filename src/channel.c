@@ -61,10 +61,13 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data)
             cm->cmsg_len >= CMSG_LEN(sizeof(int)))
             memcpy(fd, CMSG_DATA(cm), sizeof(int));
     }
-    /* Too short to be ours, or data that did not fit (a reader without room
-     * for it): drop the message, and the connection it carried, which can't
-     * be served without its data. */
-    int bad = (size_t)n < sizeof(uint32_t) ||
+    /* Too short to be ours (a connection needs its whole header), data that
+     * did not fit (a reader without room for it, or more than CHAN_MAX_DATA:
+     * the kernel cut it, MSG_TRUNC), or not the length the header says: drop
+     * the message, and the connection it carried, which can't be served
+     * without its data. */
+    int bad = (size_t)n < sizeof(uint32_t) || (mh.msg_flags & MSG_TRUNC) ||
+              (msg->type == CHAN_CONN && (size_t)n < sizeof(*msg)) ||
               ((size_t)n >= sizeof(*msg) && (size_t)n - sizeof(*msg) != msg->datalen);
     if (bad) {
         if (*fd >= 0)

@@ -23,6 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "hugd/ascii.h"
+
 /* Timers elsewhere may turn seconds into int milliseconds; this cannot overflow. */
 #define MAX_SECONDS 2147483
 
@@ -386,18 +388,18 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
         return add_binds(c, e, v, err, len);
     case T_LEVEL:
         for (size_t i = 0; i < sizeof level_names / sizeof *level_names; i++) {
-            if (strcasecmp(v, level_names[i]) == 0) {
+            if (ascii_case_streq(v, level_names[i])) {
                 *(enum log_level *)field(c, e) = (enum log_level)i;
                 return 0;
             }
         }
         return fail(err, len, "'%s' is not one of debug, info, warning, error, critical", v);
     case T_BOOL:
-        if (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
-            !strcasecmp(v, "on"))
+        if (!strcmp(v, "1") || ascii_case_streq(v, "yes") || ascii_case_streq(v, "true") ||
+            ascii_case_streq(v, "on"))
             *(int *)field(c, e) = 1;
-        else if (!strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
-                 !strcasecmp(v, "off"))
+        else if (!strcmp(v, "0") || ascii_case_streq(v, "no") || ascii_case_streq(v, "false") ||
+                 ascii_case_streq(v, "off"))
             *(int *)field(c, e) = 0;
         else
             return fail(err, len, "'%s' is not yes or no", v);

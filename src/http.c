@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hugd/ascii.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
 
@@ -127,9 +127,9 @@ static int on_headers_complete(llhttp_t *p)
         while (h->value_len && (r->arena.p[h->value + h->value_len - 1] == ' ' ||
                                 r->arena.p[h->value + h->value_len - 1] == '\t'))
             h->value_len--;
-        if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0)
+        if (h->name_len == 4 && ascii_case_eq(name, "host", 4))
             has_host = 1;
-        else if (!expect && h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+        else if (!expect && h->name_len == 6 && ascii_case_eq(name, "expect", 6)) {
             expect = r->arena.p + h->value;
             expect_len = h->value_len;
         }
@@ -159,7 +159,7 @@ static int on_headers_complete(llhttp_t *p)
         has_body = 1;
     }
     if (expect) {
-        if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
+        if (expect_len != 12 || !ascii_case_eq(expect, "100-continue", 12))
             return fail(p, 417);
         r->expect_continue = has_body && r->major == 1 && r->minor >= 1;
     }
@@ -316,7 +316,7 @@ const char *http_header(const struct http_request *r, const char *name, size_t *
     size_t n = strlen(name);
     for (int i = 0; i < r->nhdrs; i++) {
         const struct http_header *h = &r->hdrs[i];
-        if (h->name_len == n && strncasecmp(r->arena.p + h->name, name, n) == 0) {
+        if (h->name_len == n && ascii_case_eq(r->arena.p + h->name, name, n)) {
             *len = h->value_len;
             return r->arena.p + h->value;
         }

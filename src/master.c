@@ -26,12 +26,12 @@ struct master M;
 /* 0: handed over; -1: keep it (nobody free or the send failed). */
 static int hand_over(int fd, const struct chan_msg *msg, const char *data)
 {
-    int tries = M.nslots;
+    int tries = M.nlive;
     struct chan_msg m = *msg;
     m.type = CHAN_CONN;
     m.id = (uint32_t)fd;
     while (tries-- > 0) {
-        int i = balancer_pick(M.sb, M.rr);
+        int i = balancer_pick(M.sb, M.live, M.nlive, M.rr);
         if (i < 0)
             return -1;
         struct sb_slot *s = &M.sb->slot[i];

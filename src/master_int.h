@@ -43,6 +43,10 @@ struct master {
     int sb_fd;
     struct wproc *w;
     int nslots;
+    /* The slots that have a worker process, ascending: all the balancer
+     * looks at (workers_watch adds a slot, workers_reaped removes it). */
+    int live[HUGD_MAX_WORKERS];
+    int nlive;
     int target; /* workers wanted */
     int app_ok;
     struct queued *q;
@@ -90,7 +94,7 @@ void conns_adopt(void);
 /* master_workers.c */
 void workers_spawn_missing(void);
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
-void workers_watch(int slot);
+void workers_watch(int slot); /* also makes the slot live */
 void workers_retire(int slot);
 void workers_retire_one(void);
 void workers_replace(int slot);

@@ -70,11 +70,39 @@ void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
     master_dispatch_queue();
 }
 
+/* M.live stays sorted so that the balancer's rotation goes in slot order;
+ * it changes only when a worker starts or is reaped. */
+static void live_add(int i)
+{
+    int p = 0;
+    while (p < M.nlive && M.live[p] < i)
+        p++;
+    if (p < M.nlive && M.live[p] == i)
+        return;
+    memmove(&M.live[p + 1], &M.live[p], (size_t)(M.nlive - p) * sizeof(M.live[0]));
+    M.live[p] = i;
+    M.nlive++;
+}
+
+static void live_remove(int i)
+{
+    for (int p = 0; p < M.nlive; p++) {
+        if (M.live[p] == i) {
+            memmove(&M.live[p], &M.live[p + 1], (size_t)(M.nlive - p - 1) * sizeof(M.live[0]));
+            M.nlive--;
+            return;
+        }
+    }
+}
+
+/* A slot whose channel is watched has a process (just forked, or adopted
+ * from the previous generation): from now on the balancer considers it. */
 void workers_watch(int i)
 {
     struct wproc *wp = &M.w[i];
     ev_io_init(&wp->ch_w, workers_on_channel, wp->ch, EV_READ);
     ev_io_start(M.loop, &wp->ch_w);
+    live_add(i);
 }
 
 static void spawn(int i)
@@ -288,6 +316,7 @@ void workers_reaped(pid_t pid, int status)
     close(wp->ch);
     memset(wp, 0, sizeof(*wp));
     scoreboard_reset_slot(s);
+    live_remove(i);
     conns_worker_gone(i);
 
     if (M.stopping || M.handover)

@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
-          python3-hug python3-falcon python3-pytest python3-requests)
+          python3-hug python3-falcon python3-pytest python3-requests locales)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
