@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hugd/accesslog.h"
 #include "hugd/config.h"
 #include "hugd/inherit.h"
 #include "hugd/log.h"
@@ -152,12 +153,17 @@ int main(int argc, char **argv)
             return HUGD_EX_CONFIG;
     }
 
+    char err[512];
+    if (accesslog_setup(cfg.access_logformat, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hugd: access_logformat: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
+
     int app_ok_possible = 1;
     struct listener ls[HUGD_MAX_BINDS];
     int nls = open_listeners(&cfg, &inh, ls, reload);
     if (nls <= 0)
         return HUGD_EX_OSERR;
-    char err[512];
     if (privs_drop(cfg.user, cfg.group, cfg.allow_root, err, sizeof(err)) < 0) {
         log_crit(0, "%s", err);
         if (!reload)
