@@ -38,6 +38,8 @@ const struct setting config_table[] = {
      "change to DIR before loading the application"},
     {"app", "pythonpath", "pythonpath", 0, T_LIST, OFF(pythonpath), NORANGE, NULL, "DIRS",
      "comma-separated folders put first on sys.path"},
+    {"app", "virtualenv", "virtualenv", 0, T_STRING, OFF(virtualenv), NORANGE, NULL, "DIR",
+     "use the packages of the virtualenv DIR (default: $VIRTUAL_ENV when set)"},
     {"server", "bind", "bind", 'b', T_BIND, OFF(binds), NORANGE, "127.0.0.1:8000", "ADDRESS",
      "host:port, [v6]:port or unix:PATH; repeat to listen on several"},
     {"server", "backlog", "backlog", 0, T_INT, OFF(backlog), 1, 65535, "2048", "N",

@@ -127,6 +127,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     master_block_signals(cfg.check_config ? -1 : 2);
     umask((mode_t)cfg.umask);
+    char err[512];
+    if (pyapp_use_virtualenv(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hugd: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "hugd: chdir %s: %s\n", cfg.chdir, strerror(errno));
         return HUGD_EX_CONFIG;
@@ -153,7 +158,8 @@ int main(int argc, char **argv)
             return HUGD_EX_CONFIG;
     }
 
-    char err[512];
+    if (pyapp_virtualenv())
+        log_info("using the virtualenv %s", pyapp_virtualenv());
     if (accesslog_setup(cfg.access_logformat, err, sizeof(err)) < 0) {
         fprintf(stderr, "hugd: access_logformat: %s\n", err);
         return HUGD_EX_CONFIG;

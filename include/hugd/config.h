@@ -37,6 +37,7 @@ struct hugd_config {
     int umask;
     char *chdir;
     char *pythonpath; /* comma-separated folders put first on sys.path */
+    char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
     /* [workers] */
     int workers;

@@ -161,6 +161,7 @@ static void expect_same(const struct hugd_config *a, const struct hugd_config *b
     SAME_STR(target);
     SAME_STR(chdir);
     SAME_STR(pythonpath);
+    SAME_STR(virtualenv);
     SAME_INT(nbinds);
     for (int i = 0; i < a->nbinds && i < b->nbinds; i++)
         SAME_STR(binds[i]);
@@ -645,6 +646,7 @@ static void test_cli(void)
     EXPECT_HAS(out_text, "(default: 100M)");
     static const char *const longs[] = {"chdir",
                                         "pythonpath",
+                                        "virtualenv",
                                         "bind",
                                         "backlog",
                                         "accept-queue",
