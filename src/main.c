@@ -165,6 +165,14 @@ int main(int argc, char **argv)
         return HUGD_EX_CONFIG;
     }
 
+    /* Refused before any socket is bound: a port is never taken, nor a
+     * "listening" line logged, by a server that will not run.  (A reload
+     * keeps the previous workers instead; privs_drop decides there.) */
+    if (!reload && privs_check(cfg.user, cfg.allow_root, err, sizeof(err)) < 0) {
+        log_crit(0, "%s", err);
+        return HUGD_EX_CONFIG;
+    }
+
     int app_ok_possible = 1;
     struct listener ls[HUGD_MAX_BINDS];
     int nls = open_listeners(&cfg, &inh, ls, reload);
