@@ -28,7 +28,7 @@ static void usage(FILE *out)
                  "Serve the WSGI application TARGET (app.py, a module, or module:attr).\n\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *e = &config_table[i];
-        char def[64];
+        char def[128];
         if (!e->lopt)
             continue;
         int col = fprintf(out, "  %c%c%c --%s%s%s", e->sopt ? '-' : ' ', e->sopt ? e->sopt : ' ',
