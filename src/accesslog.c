@@ -6,6 +6,7 @@
  * quoting of the fields around it. */
 #include "hugd/accesslog.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -67,21 +68,6 @@ static const struct {
     {'M', A_MILLIS}, {'D', A_MICROS}, {'L', A_DECIMAL}, {'p', A_PID},
 };
 
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 /* One "%(...)s" whose inside is name[0..n): the atom, or -1 with a message. */
 static int atom_of(const char *name, size_t n, struct atom *a, char *err, size_t errlen)
 {
@@ -95,19 +81,23 @@ static int atom_of(const char *name, size_t n, struct atom *a, char *err, size_t
     }
     if (n >= 4 && name[0] == '{' && name[n - 2] == '}' &&
         (name[n - 1] == 'i' || name[n - 1] == 'o')) {
-        for (size_t i = 1; i < n - 2; i++)
-            if (!is_tchar((unsigned char)name[i]))
-                return fail(err, errlen, "%%(%.*s)s: '%.*s' is not a header name", (int)n, name,
-                            (int)(n - 3), name + 1);
+        for (size_t i = 1; i < n - 2; i++) {
+            if (!isgraph((unsigned char)name[i])) {
+                snprintf(err, errlen, "%%(%.*s)s: '%.*s' is not a header name", (int)n, name,
+                         (int)(n - 3), name + 1);
+                return -1;
+            }
+        }
         a->kind = name[n - 1] == 'i' ? A_REQ_HDR : A_RESP_HDR;
         a->text = name + 1;
         a->len = n - 3;
         return 0;
     }
-    return fail(err, errlen,
-                "unknown atom %%(%.*s)s (known: h l u t r m U q H s b B f a T M D L p, "
-                "{header}i, {header}o, %%%%)",
-                (int)n, name);
+    snprintf(err, errlen,
+             "unknown atom %%(%.*s)s (known: h l u t r m U q H s b B f a T M D L p, "
+             "{header}i, {header}o, %%%%)",
+             (int)n, name);
+    return -1;
 }
 
 struct accesslog_format *accesslog_compile(const char *spec, char *err, size_t errlen)
@@ -117,7 +107,7 @@ struct accesslog_format *accesslog_compile(const char *spec, char *err, size_t e
     struct accesslog_format *f = calloc(1, sizeof(*f) + (n + 1) * sizeof(struct atom));
     if (!f || !(f->spec = strdup(spec))) {
         free(f);
-        fail(err, errlen, "out of memory");
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
     if (strcmp(spec, ACCESSLOG_JSON) == 0) {
@@ -143,7 +133,7 @@ struct accesslog_format *accesslog_compile(const char *spec, char *err, size_t e
         }
         const char *close = s[i + 1] == '(' ? strchr(s + i + 2, ')') : NULL;
         if (!close || close[1] != 's') {
-            fail(err, errlen, "'%.12s' at byte %zu: expected %%(NAME)s or %%%%", s + i, i + 1);
+            snprintf(err, errlen, "'%.12s' at byte %zu: expected %%(NAME)s or %%%%", s + i, i + 1);
             accesslog_free(f);
             return NULL;
         }
@@ -169,34 +159,12 @@ void accesslog_free(struct accesslog_format *f)
 
 static const char hex[] = "0123456789abcdef";
 
-/* Text format: quotes, backslashes and bytes that are not printable ASCII
- * become \" \\ \xHH (as Apache's log does). */
-static void put_text(struct buf *out, const char *p, size_t n, size_t cap)
-{
-    if (n > cap)
-        n = cap;
-    buf_reserve(out, n * 4);
-    char *o = out->p + out->len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if (ch == '"' || ch == '\\') {
-            *o++ = '\\';
-            *o++ = (char)ch;
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            *o++ = '\\';
-            *o++ = 'x';
-            *o++ = hex[ch >> 4];
-            *o++ = hex[ch & 15];
-        } else {
-            *o++ = (char)ch;
-        }
-    }
-    out->len = (size_t)(o - out->p);
-}
-
-/* JSON string contents.  Bytes past ASCII are taken as latin-1 (as PEP 3333
- * decodes them), so every line is valid JSON whatever the client sent. */
-static void put_json(struct buf *out, const char *p, size_t n, size_t cap)
+/* Append at most cap bytes of p[0..n), escaped: a quote or a backslash
+ * gets a backslash, and a byte that is not printable ASCII becomes \xHH
+ * (text, as Apache's log writes it) or \u00HH (JSON: bytes past ASCII are
+ * taken as latin-1, as PEP 3333 decodes them, so every line is valid JSON
+ * whatever the client sent). */
+static void put_escaped(struct buf *out, const char *p, size_t n, size_t cap, int json)
 {
     if (n > cap)
         n = cap;
@@ -208,10 +176,10 @@ static void put_json(struct buf *out, const char *p, size_t n, size_t cap)
             *o++ = '\\';
             *o++ = (char)ch;
         } else if (ch < 0x20 || ch >= 0x7f) {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[ch >> 4];
-            o[5] = hex[ch & 15];
-            o += 6;
+            memcpy(o, json ? "\\u00" : "\\x", json ? 4 : 2);
+            o += json ? 4 : 2;
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
         } else {
             *o++ = (char)ch;
         }
@@ -386,7 +354,7 @@ static const struct stamp *stamp_of(double now)
 static void put_val(struct buf *out, struct val v, size_t cap)
 {
     if (v.p)
-        put_text(out, v.p, v.n, cap);
+        put_escaped(out, v.p, v.n, cap, 0);
     else
         buf_append(out, "-", 1);
 }
@@ -482,7 +450,7 @@ static void json_str(struct buf *out, const char *key, struct val v, size_t cap)
         return;
     }
     buf_append(out, "\"", 1);
-    put_json(out, v.p, v.n, cap);
+    put_escaped(out, v.p, v.n, cap, 1);
     buf_append(out, "\"", 1);
 }
 
