@@ -7,6 +7,7 @@
 #include "hugd/accesslog.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -349,6 +350,22 @@ static const struct stamp *stamp_of(double now)
     return &s;
 }
 
+/* getpid() is a system call; the log asks once per process.  Reset in the
+ * child of every fork (pthread_atfork, registered at setup). */
+static pid_t own_pid;
+
+static void forget_pid(void)
+{
+    own_pid = 0;
+}
+
+static int pid_now(void)
+{
+    if (!own_pid)
+        own_pid = getpid();
+    return (int)own_pid;
+}
+
 /* ---- the two forms ----------------------------------------------------- */
 
 static void put_val(struct buf *out, struct val v, size_t cap)
@@ -429,7 +446,7 @@ static void render_text(const struct accesslog_format *f, const struct accesslog
             put_fmt(out, "%.6f", e->duration);
             break;
         case A_PID:
-            put_fmt(out, "<%d>", (int)getpid());
+            put_fmt(out, "<%d>", pid_now());
             break;
         case A_REQ_HDR:
             put_val(out, req_header(r, a->text, a->len), MAX_VALUE);
@@ -444,7 +461,9 @@ static void render_text(const struct accesslog_format *f, const struct accesslog
 
 static void json_str(struct buf *out, const char *key, struct val v, size_t cap)
 {
-    put_fmt(out, ",\"%s\":", key);
+    buf_append(out, ",\"", 2);
+    buf_append_str(out, key);
+    buf_append(out, "\":", 2);
     if (!v.p) {
         buf_append(out, "null", 4);
         return;
@@ -478,7 +497,7 @@ static void render_json(const struct accesslog_entry *e, struct buf *out)
             (unsigned long long)e->bytes, e->duration);
     json_str(out, "referer", req_header(r, "referer", 7), MAX_VALUE);
     json_str(out, "user_agent", req_header(r, "user-agent", 10), MAX_VALUE);
-    put_fmt(out, ",\"pid\":%d}\n", (int)getpid());
+    put_fmt(out, ",\"pid\":%d}\n", pid_now());
 }
 
 void accesslog_render(const struct accesslog_format *f, const struct accesslog_entry *e,
@@ -496,6 +515,9 @@ static struct accesslog_format *active;
 
 int accesslog_setup(const char *spec, char *err, size_t errlen)
 {
+    static int registered;
+    if (!registered && pthread_atfork(NULL, NULL, forget_pid) == 0)
+        registered = 1;
     struct accesslog_format *f =
         accesslog_compile(spec && *spec ? spec : ACCESSLOG_DEFAULT, err, errlen);
     if (!f)
