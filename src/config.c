@@ -11,6 +11,7 @@
  * row, "the next value starts a new list". */
 #include "hugd/config.h"
 #include "config_int.h"
+#include "hugd/accesslog.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +40,8 @@ const struct setting config_table[] = {
      "change to DIR before loading the application"},
     {"app", "pythonpath", "pythonpath", 0, T_LIST, OFF(pythonpath), NORANGE, NULL, "DIRS",
      "comma-separated folders put first on sys.path"},
+    {"app", "virtualenv", "virtualenv", 0, T_STRING, OFF(virtualenv), NORANGE, NULL, "DIR",
+     "use the packages of the virtualenv DIR (default: $VIRTUAL_ENV when set)"},
     {"server", "bind", "bind", 'b', T_BIND, OFF(binds), NORANGE, "127.0.0.1:8000", "ADDRESS",
      "host:port, [v6]:port or unix:PATH; repeat to listen on several"},
     {"server", "backlog", "backlog", 0, T_INT, OFF(backlog), 1, 65535, "2048", "N",
@@ -85,6 +88,10 @@ const struct setting config_table[] = {
      "1M", "SIZE", "body bytes kept in memory; the rest goes to a temp file"},
     {"log", "access_logfile", "access-logfile", 0, T_STRING, OFF(access_logfile), NORANGE, NULL,
      "FILE", "write an access log line per request to FILE; - = stdout"},
+    {"log", "access_logformat", "access-logformat", 0, T_LOGFORMAT, OFF(access_logformat), NORANGE,
+     ACCESSLOG_DEFAULT, "FORMAT",
+     "access log line: gunicorn's atoms (%(h)s %(r)s %(s)s %({header}i)s ...), or json for one "
+     "JSON object per line"},
     {"log", "error_logfile", "error-logfile", 0, T_STRING, OFF(error_logfile), NORANGE, "-", "FILE",
      "error log; - = stderr"},
     {"log", "log_level", "log-level", 0, T_LEVEL, OFF(log_level), NORANGE, "info", "LEVEL",
@@ -382,6 +389,15 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
         return parse_size(e, v, field(c, e), err, len);
     case T_STRING:
         return set_string(field(c, e), v, err, len);
+    case T_LOGFORMAT: {
+        /* Compiled here only to find errors while the file's line is known;
+         * the log compiles it again at start-up. */
+        struct accesslog_format *f = accesslog_compile(v, err, len);
+        if (!f)
+            return -1;
+        accesslog_free(f);
+        return set_string(field(c, e), v, err, len);
+    }
     case T_LIST:
         return add_paths(c, e, v, err, len);
     case T_BIND:
@@ -550,6 +566,7 @@ void config_print(const struct hugd_config *c, FILE *out)
             put(out, e->key, format_size(buf, sizeof buf, *(const long long *)p));
             break;
         case T_STRING:
+        case T_LOGFORMAT:
             put(out, e->key, *(char *const *)p);
             break;
         case T_LIST: {
@@ -580,7 +597,8 @@ void config_print(const struct hugd_config *c, FILE *out)
 void config_free(struct hugd_config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (config_table[i].type == T_STRING || config_table[i].type == T_LIST) {
+        if (config_table[i].type == T_STRING || config_table[i].type == T_LIST ||
+            config_table[i].type == T_LOGFORMAT) {
             char **p = field(c, &config_table[i]);
             free(*p);
             *p = NULL;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hugd/accesslog.h"
 #include "hugd/http.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
@@ -356,25 +357,18 @@ static void access_log(struct conn *c)
 {
     if (!log_access_enabled())
         return;
-    const struct http_request *r = &c->req;
-    char t[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(t, sizeof(t), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    size_t rl = 0, ul = 0;
-    const char *ref = http_header(r, "referer", &rl);
-    const char *ua = http_header(r, "user-agent", &ul);
-    char line[4096];
-    int n = snprintf(
-        line, sizeof(line), "%s - - [%s] \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.6f\n",
-        c->peer_addr[0] ? c->peer_addr : "-", t, llhttp_method_name((llhttp_method_t)r->method),
-        (int)(r->url_len > 2000 ? 2000 : r->url_len), r->arena.p + r->url, r->major, r->minor,
-        c->resp.status, (unsigned long long)c->resp.body_sent, ref ? (int)(rl > 500 ? 500 : rl) : 1,
-        ref ? ref : "-", ua ? (int)(ul > 500 ? 500 : ul) : 1, ua ? ua : "-",
-        ev_time() - r->started_at);
-    if (n > 0)
-        log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    ev_tstamp now = ev_time();
+    const struct accesslog_entry e = {
+        .req = &c->req,
+        .status = c->resp.status,
+        .bytes = c->resp.body_sent,
+        .now = now,
+        .duration = c->req.started_at > 0 ? now - c->req.started_at : 0,
+        .peer = c->peer_addr,
+        .resp_head = c->resp.head.p,
+        .resp_head_len = c->resp.head.len,
+    };
+    accesslog_write(&e);
 }
 
 /* A response is all out: what every response is counted for. */
@@ -446,6 +440,9 @@ static int continue_response(struct conn *c)
 static int answer_error(struct conn *c, int status)
 {
     c->resp.status = status;
+    /* What the access log counts: the reason line http_error_response sends,
+     * not what a previous response on this connection sent. */
+    c->resp.body_sent = strlen(http_reason(status)) + 1;
     c->keepalive = 0;
     c->resp.finished = 1;
     http_error_response(&c->out, status, ev_now(c->w->loop));

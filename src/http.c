@@ -50,6 +50,25 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Method and version are noted as soon as they are parsed, so that a
+ * request refused before its head is complete is logged as far as it got. */
+static int on_method_complete(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->method = (uint8_t)llhttp_get_method(p);
+    r->have_method = 1;
+    return 0;
+}
+
+static int on_version_complete(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->major = llhttp_get_http_major(p);
+    r->minor = llhttp_get_http_minor(p);
+    r->have_version = 1;
+    return 0;
+}
+
 /* Trailer fields of a chunked body are not request headers (RFC 9110
  * 6.5.1): merging them would let a client add headers after the part a
  * proxy checked.  They are read, bounded and dropped. */
@@ -232,6 +251,8 @@ void http_conn_init(struct conn *c)
         llhttp_settings_init(&settings);
         settings.on_message_begin = on_message_begin;
         settings.on_url = on_url;
+        settings.on_method_complete = on_method_complete;
+        settings.on_version_complete = on_version_complete;
         settings.on_header_field = on_header_field;
         settings.on_header_value = on_header_value;
         settings.on_headers_complete = on_headers_complete;
@@ -250,6 +271,7 @@ void http_request_reset(struct http_request *r)
     r->nhdrs = 0;
     r->in_value = r->started = r->head_done = r->complete = r->timed = 0;
     r->keepalive = r->expect_continue = r->has_length = 0;
+    r->have_method = r->have_version = 0;
     r->content_length = 0;
     /* Large buffers are not kept between requests on an idle connection. */
     if (r->body.cap > (64 << 10))

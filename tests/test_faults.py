@@ -24,6 +24,16 @@ def answer(conn):
     return int(r.body.split()[1])
 
 
+def waiting_in_its_loop(pid):
+    """The worker's main thread sleeps in epoll_wait: it has finished what
+    it was doing, recorded its connections as idle included."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "do_epoll_wait"
+    except FileNotFoundError:
+        return False
+
+
 def test_idle_connections_outlive_their_worker(hugd):
     """Kill a worker that holds idle keep-alive connections: the next
     request on each of them is answered, by another worker."""
@@ -37,6 +47,8 @@ def test_idle_connections_outlive_their_worker(hugd):
         victims = set(owner.values())
         assert len(victims) == 2, owner  # both workers hold some
         victim = next(iter(victims))
+        # A response is out a moment before its connection counts as idle.
+        assert wait_for(lambda: waiting_in_its_loop(victim), 5, interval=0.005)
         os.kill(victim, signal.SIGKILL)
         assert wait_for(lambda: victim not in srv.children() and len(srv.children()) == 2, 5)
         for c in conns:

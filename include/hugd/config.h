@@ -37,6 +37,7 @@ struct hugd_config {
     int umask;
     char *chdir;
     char *pythonpath; /* comma-separated folders put first on sys.path */
+    char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
     /* [workers] */
     int workers;
@@ -57,8 +58,9 @@ struct hugd_config {
     long long body_buffer_size; /* body bytes held in memory; the rest goes to a temp file */
 
     /* [log] */
-    char *access_logfile; /* NULL = off, "-" = stdout */
-    char *error_logfile;  /* NULL or "-" = stderr */
+    char *access_logfile;   /* NULL = off, "-" = stdout */
+    char *access_logformat; /* gunicorn's atoms, or "json" (accesslog.h) */
+    char *error_logfile;    /* NULL or "-" = stderr */
     enum log_level log_level;
 
     int check_config; /* --check-config: validate, print, exit */

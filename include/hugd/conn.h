@@ -33,6 +33,8 @@ struct http_request {
     int complete;  /* on_message_complete has run */
     int timed;     /* the head's deadline is set */
     uint8_t method, major, minor;
+    /* Each set when it is parsed: a bad request may stop before. */
+    uint8_t have_method, have_version;
     int keepalive;           /* what the client's side allows */
     int expect_continue;     /* a "100 Continue" is owed before the body */
     uint64_t content_length; /* declared, when has_length */
