@@ -38,10 +38,13 @@ def test_idle_connections_outlive_their_worker(hugd):
     """Kill a worker that holds idle keep-alive connections: the next
     request on each of them is answered, by another worker."""
     srv = hugd.start(["-w", "2", TARGET], cwd=APPS, workers=2)
-    conns = [srv.conn() for _ in range(8)]
+    conns, owner = [], {}
     try:
-        owner = {}
-        for c in conns:
+        # Until both workers hold a few (the second may still be starting).
+        while len(conns) < 40 and (len(conns) < 8 or min(
+                list(owner.values()).count(p) for p in srv.children()) < 2):
+            c = srv.conn()
+            conns.append(c)
             c.send(req("/pid"))
             owner[c] = answer(c)
         victims = set(owner.values())
@@ -121,3 +124,20 @@ def test_repeated_kills_cost_only_requests_in_flight(hugd):
     # (Before the master kept its own descriptors: about 5 per kill.)
     assert fails <= kills, report
     assert ka.total > 1000 and nc.total > 500, report
+
+
+def test_keepalive_counts_from_the_end_of_a_long_request(hugd):
+    """A 3 s request under --keep-alive 2: the idle timeout starts when its
+    response is out, so the next request on the connection is answered."""
+    srv = hugd.start(["-w", "1", "--keep-alive", "2", TARGET], cwd=APPS, workers=1)
+    c = srv.conn()
+    try:
+        c.settimeout(10)
+        c.send(req("/sleep?s=3"))
+        r = c.read_response()
+        assert r.status == 200 and r.header("Connection") != "close", r
+        time.sleep(0.5)  # part of the scenario: well inside the 2 s
+        c.send(req("/pid"))
+        assert answer(c) > 0
+    finally:
+        c.close()
