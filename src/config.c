@@ -67,9 +67,13 @@ const struct setting config_table[] = {
     {"workers", "max_requests_jitter", "max-requests-jitter", 0, T_INT, OFF(max_requests_jitter), 0,
      INT_MAX, "0", "N", "add a random 0..N to each worker's max_requests"},
     {"workers", "rebalance_after", "rebalance-after", 0, T_SECONDS, OFF(rebalance_after), 0,
-     MAX_SECONDS, "0.002", "SECONDS",
+     MAX_SECONDS, "0.005", "SECONDS",
      "once one request has kept a worker busy this long, its other connections move to free "
      "workers as soon as they have a request to run; 0 = never"},
+    {"workers", "rebalance_busy_after", "rebalance-busy-after", 0, T_SECONDS,
+     OFF(rebalance_busy_after), 0, MAX_SECONDS, "0.05", "SECONDS",
+     "while no worker is free, a connection waiting on a busy worker moves only once its "
+     "request has run this long (it could not be served sooner elsewhere)"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
     {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",

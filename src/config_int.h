@@ -39,7 +39,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 33
+#define CONFIG_NSETTINGS 34
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

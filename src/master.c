@@ -23,34 +23,45 @@ struct master M;
 
 /* ---- handing connections over ---------------------------------------- */
 
+/* 0: sent to worker i; -1: its channel is full; -2: it is broken. */
+static int send_to(int i, int fd, const struct chan_msg *msg, const char *data)
+{
+    struct chan_msg m = *msg;
+    m.type = CHAN_CONN;
+    m.id = (uint32_t)fd;
+    struct sb_slot *s = &M.sb->slot[i];
+    /* Count it before sending, so that a scoreboard read in between never
+     * sees this worker as emptier than it is. */
+    atomic_fetch_add(&s->sent, 1);
+    conns_sending(fd, i, m.datalen > 0);
+    /* Our descriptor stays open: see master_conns.c. */
+    if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0)
+        return 0;
+    int e = errno;
+    conns_unsent(fd);
+    atomic_fetch_sub(&s->sent, 1);
+    if (e == EAGAIN || e == ENOBUFS)
+        return -1;
+    log_warn(e, "handing a connection to worker %d", i);
+    atomic_store(&s->accepting, 0);
+    return -2;
+}
+
 /* 0: handed over; -1: keep it (nobody free or the send failed). */
 static int hand_over(int fd, const struct chan_msg *msg, const char *data)
 {
     int tries = M.nlive;
-    struct chan_msg m = *msg;
-    m.type = CHAN_CONN;
-    m.id = (uint32_t)fd;
     while (tries-- > 0) {
         int i = balancer_pick(M.sb, M.live, M.nlive, M.rr);
         if (i < 0)
             return -1;
-        struct sb_slot *s = &M.sb->slot[i];
-        /* Count it before sending, so that a scoreboard read in between
-         * never sees this worker as emptier than it is. */
-        atomic_fetch_add(&s->sent, 1);
-        conns_sending(fd, i, m.datalen > 0);
-        /* Our descriptor stays open: see master_conns.c. */
-        if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0) {
+        int r = send_to(i, fd, msg, data);
+        if (r == 0) {
             M.rr = (i + 1) % M.nslots;
             return 0;
         }
-        int e = errno;
-        conns_unsent(fd);
-        atomic_fetch_sub(&s->sent, 1);
-        if (e == EAGAIN || e == ENOBUFS)
+        if (r == -1)
             return -1;
-        log_warn(e, "handing a connection to worker %d", i);
-        atomic_store(&s->accepting, 0);
     }
     return -1;
 }
@@ -96,6 +107,22 @@ void master_dispatch_queue(void)
     }
     atomic_store(&M.sb->waiting, 0);
     pause_accepting(0);
+}
+
+void master_dispatch_to(int i)
+{
+    /* Worker i said it was free when it was about to wait.  Under load it
+     * is rarely still free by the time the master looks (a keep-alive
+     * client of its own has sent again), and a connection queued for a
+     * worker that stays free could wait for as long as the slowest request
+     * runs.  The one that asked gets the oldest: it serves it after its
+     * current batch, a few milliseconds at most. */
+    if (!M.qlen || M.handover || M.stopping || M.w[i].pid <= 0 ||
+        !atomic_load(&M.sb->slot[i].accepting))
+        return;
+    struct queued *e = &M.q[M.qhead];
+    if (send_to(i, e->fd, &e->msg, e->data) == 0)
+        pop_queue();
 }
 
 static void enqueue(int fd, const struct chan_msg *msg, const char *data)

@@ -77,6 +77,7 @@ extern struct master M;
 /* data: msg->datalen bytes already read from the connection (copied). */
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
+void master_dispatch_to(int slot); /* the queue's oldest to a worker that said it is free */
 void master_close_listeners(int unlink_paths);
 
 /* master_conns.c: the connections the master holds (see there) */

@@ -36,8 +36,9 @@ static int serving_count(void)
 /* Read everything the worker sent.  Also called for a worker that has
  * exited: connections it handed back just before are still in the channel,
  * and closing it unread would reset them. */
-static void read_channel(struct wproc *wp)
+static int read_channel(struct wproc *wp)
 {
+    int said_free = 0;
     for (;;) {
         struct chan_msg m;
         int fd;
@@ -48,6 +49,7 @@ static void read_channel(struct wproc *wp)
         if (r <= 0)
             break;
         int slot = (int)(wp - M.w);
+        said_free |= m.type == CHAN_FREE;
         if (fd >= 0)
             close(fd); /* workers send none */
         if (m.type == CHAN_BACK)
@@ -57,17 +59,21 @@ static void read_channel(struct wproc *wp)
         if (m.type == CHAN_RETIRE)
             workers_replace((int)(wp - M.w));
     }
+    return said_free;
 }
 
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    read_channel((struct wproc *)((char *)io - offsetof(struct wproc, ch_w)));
+    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
+    int said_free = read_channel(wp);
     /* Some worker turned free or became ready: the queue can move, a
      * worker waiting for its replacement may go, a generation may be up. */
     workers_check_ready();
     master_dispatch_queue();
+    if (said_free)
+        master_dispatch_to((int)(wp - M.w));
 }
 
 /* M.live stays sorted so that the balancer's rotation goes in slot order;

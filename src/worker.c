@@ -349,7 +349,7 @@ void worker_main(struct worker *w)
         _exit(3);
     }
     w->epoll_fd = find_epoll_fd(w->loop, lowest);
-    if (mover_start(w, cfg->rebalance_after) < 0)
+    if (mover_start(w, cfg->rebalance_after, cfg->rebalance_busy_after) < 0)
         log_err(errno, "cannot start the thread that moves connections; they stay put");
     ev_set_loop_release_cb(w->loop, release_gil, acquire_gil);
     ev_io_init(&w->channel_w, on_channel, w->channel, EV_READ);

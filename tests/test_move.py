@@ -18,6 +18,7 @@ def req(path):
 
 def pid_of(resp):
     assert resp.status == 200, resp
+    assert resp.body.split() and resp.body.split()[-1].isdigit(), resp
     return int(resp.body.split()[-1])
 
 

@@ -41,11 +41,12 @@ struct hugd_config {
 
     /* [workers] */
     int workers;
-    double timeout;          /* seconds one request may run; 0 = no limit */
-    double graceful_timeout; /* seconds a drain may take */
-    int max_requests;        /* recycle a worker after this many; 0 = never */
-    double rebalance_after;  /* seconds in one request before its worker's waiting
-                                connections move to free workers; 0 = never */
+    double timeout;              /* seconds one request may run; 0 = no limit */
+    double graceful_timeout;     /* seconds a drain may take */
+    int max_requests;            /* recycle a worker after this many; 0 = never */
+    double rebalance_busy_after; /* the same while no worker is free */
+    double rebalance_after;      /* seconds in one request before its worker's waiting
+                                    connections move to free workers; 0 = never */
     int max_requests_jitter;
 
     /* [http] */

@@ -111,6 +111,7 @@ struct conn {
      * copy (conn_sweep). */
     int given_away;
     int move_error; /* the mover's write failed: left to the main thread */
+    int move_input; /* the mover saw input arrive (mover-owned) */
 };
 
 /* Take over a connection handed over by the master. */

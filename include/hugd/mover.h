@@ -7,16 +7,20 @@
  * worker went busy.  Each of them goes back to the master, which hands it to
  * a free worker, as soon as it has a request to run.
  *
- * The mover is a thread of the worker.  It never runs Python, never sends a
- * signal, and touches the worker's connections only while it holds `lock`,
- * which the main thread holds at all times except inside the application
- * (and then the main thread touches only `current`).  The main thread pays
- * two uncontended lock operations and two stores per application call; the
- * mover wakes only while the main thread is working (not while it waits in
- * its event loop), every `after` seconds, and engages once one application
- * call has lasted that long.  Then it watches the other connections with
- * poll(2) and gives each away the moment it has something to run; a
- * connection with nothing to run stays where it is.
+ * The mover is a thread of the worker.  It never runs Python and never
+ * sends a signal.  Who may touch the worker's connections is one atomic
+ * word (`own`): the main thread, except while it is inside the application
+ * (and then it touches only `current`); the mover, only while it has taken
+ * the word for a pass over them.  While the mover waits in poll(2) it
+ * touches nothing, and the main thread takes the word back without waiting
+ * for it to be scheduled: it waits only if it leaves the application
+ * during one of the mover's short passes.  The main thread pays two stores
+ * and one compare-and-swap per application call.  The mover wakes only
+ * while the main thread is working (not while it waits in its event loop),
+ * every `after` seconds, and engages once one application call has lasted
+ * that long.  Then it watches the other connections with poll(2) and gives
+ * each away the moment it has something to run; a connection with nothing
+ * to run stays where it is.
  *
  * What moves, and what stays (conn_move_plan decides):
  *   - an idle keep-alive connection: moves when the client sends;
@@ -35,6 +39,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "hugd/channel.h"
 
@@ -48,13 +53,13 @@ struct conn;
 struct mover {
     pthread_t thread;
     int running;
-    pthread_mutex_t lock;
+    _Atomic int own;          /* OWN_*: who may touch the connections */
     _Atomic unsigned app_seq; /* odd while the main thread is inside the application */
     _Atomic int phase;        /* MOVER_RUNNING, MOVER_LOOP_WAIT, MOVER_ASLEEP */
-    _Atomic int engaged;      /* the mover holds the lock and watches */
-    int efd;                  /* eventfd: the main thread wants the lock back */
+    int efd;                  /* eventfd: the main thread took the connections back */
     struct conn *current;     /* the connection the application runs for */
     long after_ns;
+    int64_t busy_after_ms;            /* while no worker is free: see mover_start */
     int moved;                        /* connections were given away: the main thread sweeps */
     _Atomic unsigned long long moves; /* how many, ever (for the log) */
     int nstash;
@@ -65,11 +70,20 @@ struct mover {
 };
 
 enum { MOVER_RUNNING = 0, MOVER_LOOP_WAIT = 1, MOVER_ASLEEP = 2 };
+enum {
+    OWN_MAIN = 0,  /* the main thread, outside the application */
+    OWN_NONE = 1,  /* nobody: the main thread is inside the application */
+    OWN_MOVER = 2, /* the mover, in a pass over them */
+    OWN_POLL = 3,  /* nobody: the mover waits in poll(2), and leaves them on waking */
+};
 
 /* Start the thread (after = seconds one application call must last before
- * the mover engages; <= 0: no mover).  The calling thread holds the lock
- * from now on.  Returns 0 or -1 with errno. */
-int mover_start(struct worker *w, double after);
+ * the mover engages; <= 0: no mover).  While no other worker is free,
+ * moving a connection only adds work (it would wait in the master's queue
+ * as long as here, or longer): then a connection moves only once the call
+ * keeping this worker has lasted busy_after seconds.  The calling thread
+ * owns the connections.  Returns 0 or -1 with errno. */
+int mover_start(struct worker *w, double after, double busy_after);
 
 /* Around each application call, on the main thread. */
 void mover_enter(struct mover *mv, struct conn *current);
