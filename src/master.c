@@ -191,11 +191,6 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (M.stopping || M.handover) {
         if (M.stopping == 1 && !M.workers_told && (M.qlen == 0 || workers_alive() == 0))
             workers_tell(SIGTERM);
-        if (M.stop_deadline_ms && now >= M.stop_deadline_ms) {
-            log_warnx("workers still running at the stop deadline; killing them");
-            workers_tell(SIGKILL);
-            M.stop_deadline_ms = now + 60000;
-        }
         if (M.handover || (M.stopping == 1 && !M.workers_told))
             master_dispatch_queue();
         if (workers_alive() == 0)
@@ -211,11 +206,30 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         master_dispatch_queue();
 }
 
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_warnx("workers still running at the stop deadline; killing them");
+    workers_tell(SIGKILL); /* reaped at once: then the loop ends (on_child) */
+}
+
+void master_stop_deadline(double seconds)
+{
+    /* Its own timer, not the tick, so the deadline is kept to the
+     * millisecond; a second stop can only bring it closer. */
+    if (ev_is_active(&M.deadline_w) && ev_timer_remaining(M.loop, &M.deadline_w) <= seconds)
+        return;
+    ev_timer_stop(M.loop, &M.deadline_w);
+    ev_timer_init(&M.deadline_w, on_deadline, seconds, 0.);
+    ev_timer_start(M.loop, &M.deadline_w);
+}
+
 static void stop(int how)
 {
     if (M.stopping >= how)
         return;
-    int64_t now = monotonic_ms();
     if (!M.stopping && !M.handover) {
         notify_send("STOPPING=1");
         master_close_listeners(1);
@@ -224,7 +238,9 @@ static void stop(int how)
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
                  M.cfg->graceful_timeout);
-        M.stop_deadline_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+        /* gunicorn's meaning: whatever still runs at graceful_timeout is
+         * killed then, and we exit right after. */
+        master_stop_deadline(M.cfg->graceful_timeout);
         if (M.qlen == 0)
             workers_tell(SIGTERM);
     } else {
@@ -233,7 +249,7 @@ static void stop(int how)
             conns_close(M.q[M.qhead].fd);
             pop_queue();
         }
-        M.stop_deadline_ms = now + KILL_GRACE_MS;
+        master_stop_deadline(KILL_GRACE_MS / 1000.0);
         workers_tell(SIGQUIT);
     }
     if (workers_alive() == 0)
@@ -338,7 +354,7 @@ static int adopt(struct inherited *inh)
         wp->old_gen = 1;
         wp->retiring = iw->retiring;
         if (wp->retiring)
-            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000);
         workers_watch(iw->slot);
     }
     for (int k = 0; k < inh->nq; k++) {

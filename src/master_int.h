@@ -12,7 +12,7 @@
 #include "hugd/pyapp.h"
 #include "hugd/scoreboard.h"
 
-#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) to SIGKILL */
+#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) or a quick stop, to SIGKILL */
 
 struct wproc {
     pid_t pid;
@@ -55,7 +55,6 @@ struct master {
     int conn_hi;  /* connection records in use are below this */
     int stopping; /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
-    int64_t stop_deadline_ms;
     int fail_streak;
     int64_t next_spawn_ms;
     int ready; /* the current generation has come up */
@@ -69,6 +68,7 @@ struct master {
     ev_child child_w;
     ev_signal sig_w[10];
     ev_timer tick_w;
+    ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };
 
 extern struct master M;
@@ -78,6 +78,8 @@ extern struct master M;
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
 void master_close_listeners(int unlink_paths);
+/* Kill the workers still running in `seconds`, unless that is due sooner. */
+void master_stop_deadline(double seconds);
 
 /* master_conns.c: the connections the master holds (see there) */
 int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */

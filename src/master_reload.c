@@ -209,8 +209,7 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
                 M.handover = 1;
                 master_close_listeners(0);
                 master_dispatch_queue();
-                M.stop_deadline_ms =
-                    monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+                master_stop_deadline(M.cfg->graceful_timeout);
                 workers_tell(SIGTERM);
                 if (workers_alive() == 0)
                     ev_break(M.loop, EVBREAK_ALL);

@@ -196,7 +196,9 @@ void workers_retire(int i)
     wp->retiring = 1;
     atomic_store(&M.sb->slot[i].accepting, 0);
     kill(wp->pid, SIGTERM);
-    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+    /* Its own drain timer ends it at graceful_timeout; this is for one
+     * stuck in the application. */
+    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000);
 }
 
 /* max_requests: start the replacement now; the old worker keeps serving

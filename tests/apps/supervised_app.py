@@ -4,9 +4,10 @@ Every answer is '<VERSION> <pid>\\n', so a client can tell which worker and
 which code answered.  The reload tests copy this file and rewrite VERSION.
 
   /pid          answer at once
-  /sleep?s=N    sleep N seconds in the function `sleep`, then answer
+  /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
 """
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -14,6 +15,7 @@ VERSION = "base"
 
 
 def sleep(seconds):
+    print(f"supervised_app: sleeping {seconds} s in {os.getpid()}", file=sys.stderr, flush=True)
     time.sleep(seconds)
 
 
