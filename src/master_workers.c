@@ -297,11 +297,14 @@ void workers_reaped(pid_t pid, int status)
     struct wproc *wp = &M.w[i];
     struct sb_slot *s = &M.sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
-    /* Dying before serving anything, soon after the start, is what a broken
-     * start-up looks like; a worker killed after it served is replaced at
-     * once. */
-    int young = atomic_load(&s->state) == SB_BOOTING ||
-                (lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
+    /* Dying before it is ready, or idle soon after it started without
+     * having served, is what a broken start-up looks like: back off.  A
+     * worker that dies inside a request (a request that crashes it) or
+     * after it served is replaced at once: backing off there would let a
+     * crashing request empty the pool. */
+    int st = atomic_load(&s->state);
+    int young = st == SB_BOOTING ||
+                (st == SB_IDLE && lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     int expected = wp->retiring || M.stopping || M.handover;
     if (WIFEXITED(status))

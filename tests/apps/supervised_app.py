@@ -5,6 +5,7 @@ which code answered.  The reload tests copy this file and rewrite VERSION.
 
   /pid          answer at once
   /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
+  /crash        kill the worker (SIGABRT) in the middle of the request
 """
 import os
 import sys
@@ -24,6 +25,8 @@ def application(environ, start_response):
     if path == "/sleep":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         sleep(float(qs.get("s", ["1"])[0]))
+    elif path == "/crash":
+        os.abort()
     elif path != "/pid":
         body = b"not found\n"
         start_response("404 Not Found", [("Content-Type", "text/plain"),
