@@ -65,8 +65,11 @@ struct master {
     int upgrade_fd;    /* channel to the other master (either side) */
     ev_io upgrade_w;
     int handover; /* the new master took over: we pass everything on */
+    /* A HUP or USR2 came while a reload or upgrade was under way: it runs
+     * once that one has finished (or, across an exec, in the new image). */
+    int hup_waiting, usr2_waiting;
     ev_child child_w;
-    ev_signal sig_w[10];
+    ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
     ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };

@@ -117,6 +117,18 @@ static void spawn(int i)
     atomic_store(&s->state, SB_BOOTING);
     s->spawned_ms = monotonic_ms();
 
+    /* Until the worker has its own handlers, a signal the master sends it
+     * (TERM to retire it while it boots, say) would run the master's
+     * handler there and be lost; held pending across fork, it reaches the
+     * worker's once it installs them.  Only the ones a worker acts on: the
+     * master's own go on being counted while it forks. */
+    sigset_t hold, was;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGQUIT);
+    sigaddset(&hold, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &hold, &was);
     PyEval_RestoreThread(M.py);
     PyOS_BeforeFork();
     pid_t pid = fork();
@@ -146,6 +158,7 @@ static void spawn(int i)
     int e = errno;
     PyOS_AfterFork_Parent();
     M.py = PyEval_SaveThread();
+    sigprocmask(SIG_SETMASK, &was, NULL);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);

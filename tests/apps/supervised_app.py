@@ -6,6 +6,9 @@ which code answered.  The reload tests copy this file and rewrite VERSION.
   /pid          answer at once
   /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
   /crash        kill the worker (SIGABRT) in the middle of the request
+
+IMPORT_DELAY > 0 (the reload tests rewrite it like VERSION): importing the
+module says so on stderr, then takes that many seconds.
 """
 import os
 import sys
@@ -13,6 +16,11 @@ import time
 from urllib.parse import parse_qs
 
 VERSION = "base"
+IMPORT_DELAY = 0
+
+if IMPORT_DELAY:
+    print(f"supervised_app: importing {VERSION}", file=sys.stderr, flush=True)
+    time.sleep(IMPORT_DELAY)
 
 
 def sleep(seconds):
