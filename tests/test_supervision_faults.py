@@ -28,9 +28,17 @@ MASTER_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, 
 # --- helpers --------------------------------------------------------------------------
 
 def start_loads(srv, **kw):
-    """A keep-alive and a new-connection load generator, started."""
-    return [LoadGen(srv.host, srv.port, threads=THREADS, keepalive=ka, **kw).start()
-            for ka in (True, False)]
+    """A keep-alive and a new-connection load generator, started and
+    served."""
+    lgs = [LoadGen(srv.host, srv.port, threads=THREADS, keepalive=ka, **kw).start()
+           for ka in (True, False)]
+    try:
+        for lg in lgs:
+            wait_load(lg, 50)
+    except BaseException:
+        stop_loads(lgs)
+        raise
+    return lgs
 
 
 def stop_loads(lgs):
@@ -167,8 +175,6 @@ def test_ttou_and_ttin_back_to_back_each_count(hugd):
     lgs = start_loads(srv, deadline=80)
     steps = []
     try:
-        for lg in lgs:
-            wait_load(lg, 50)
         for i in range(5):
             for sig, want in ((signal.SIGTTOU, 1), (signal.SIGTTIN, 3)):
                 send_delivered(srv.proc.pid, sig, 2)
@@ -194,8 +200,6 @@ def test_ttou_twice_while_the_master_is_busy_counts_twice(hugd, workdir):
     lgs = start_loads(srv, deadline=50)
     steps = []
     try:
-        for lg in lgs:
-            wait_load(lg, 50)
         for i in range(5):
             log.block()
             try:
@@ -223,6 +227,32 @@ def test_ttou_twice_while_the_master_is_busy_counts_twice(hugd, workdir):
 RELOADING = "HUP: the new configuration and application load; reloading"
 
 
+def more_during_the_first(srv, app, lgs, sig):
+    """Under load: vB (slow to import) and sig; then, while vB is being
+    imported (the reload or upgrade is under way), vC and two more sig."""
+    write_slow_app(app, "vB", 1.0)
+    srv.signal(sig)
+    assert wait_for(lambda: "importing vB" in srv.stderr, 10, interval=0.005), \
+        srv.stderr[-3000:]
+    write_app(app, "vC")
+    send_delivered(srv.proc.pid, sig, 2)
+
+
+def newest_served_all(lgs, since, rep, log):
+    """No request failed, vC answered every one since `since`, and no
+    signal was dropped."""
+    assert all(lg.failures == 0 for lg in lgs), rep + "\n" + log[-3000:]
+    assert all(lg.texts(since=since) == {"vC"} for lg in lgs), rep
+    assert "ignored" not in log, log[-3000:]
+
+
+def served_on(lgs):
+    """Now, once every load generator has had answers since."""
+    t = time.monotonic()
+    assert wait_for(lambda: all(len(lg.ok_records(since=t)) > 20 for lg in lgs), 10)
+    return t
+
+
 @pytest.mark.timeout_s(60)
 def test_hup_during_a_reload_runs_after_it(hugd, workdir):
     app = os.path.join(workdir, "reload_app.py")
@@ -231,27 +261,16 @@ def test_hup_during_a_reload_runs_after_it(hugd, workdir):
     master = srv.proc.pid
     lgs = start_loads(srv, deadline=50)
     try:
-        for lg in lgs:
-            wait_load(lg, 50)
-        write_slow_app(app, "vB", 1.0)
-        srv.signal(signal.SIGHUP)
-        # the probe is importing vB: the reload is under way for a second
-        assert wait_for(lambda: "importing vB" in srv.stderr, 10, interval=0.005), \
-            srv.stderr[-3000:]
-        write_app(app, "vC")
-        send_delivered(master, signal.SIGHUP, 2)  # several: one more reload
+        more_during_the_first(srv, app, lgs, signal.SIGHUP)
         assert wait_for(lambda: srv.stderr.count(RELOADING) == 2, 15), srv.stderr[-3000:]
         second = lambda: srv.stderr.split(RELOADING)[-1]  # noqa: E731
         assert wait_for(lambda: "new workers ready" in second(), 15), srv.stderr[-3000:]
         assert wait_for(lambda: len(srv.children()) == 2, 15), srv.children()
-        t_end = time.monotonic()
-        assert wait_for(lambda: all(len(lg.ok_records(since=t_end)) > 20 for lg in lgs), 10)
+        t_end = served_on(lgs)
     finally:
         rep = stop_loads(lgs)
     log = srv.stderr
-    assert all(lg.failures == 0 for lg in lgs), rep + "\n" + log[-3000:]
-    assert all(lg.texts(since=t_end) == {"vC"} for lg in lgs), rep
-    assert "ignored" not in log, log[-3000:]
+    newest_served_all(lgs, t_end, rep, log)
     assert log.count(RELOADING) == 2, log[-3000:]
     assert srv.proc.pid == master and srv.proc.poll() is None
     assert direct_get(srv)[0] == "vC"
@@ -282,15 +301,7 @@ def test_usr2_during_an_upgrade_runs_after_it(hugd, workdir):
 
     lgs = start_loads(srv, deadline=80)
     try:
-        for lg in lgs:
-            wait_load(lg, 50)
-        write_slow_app(app, "vB", 1.0)
-        srv.signal(signal.SIGUSR2)
-        # the new master is importing vB: the upgrade is under way
-        assert wait_for(lambda: "importing vB" in srv.stderr, 10, interval=0.005), \
-            srv.stderr[-3000:]
-        write_app(app, "vC")
-        send_delivered(m0, signal.SIGUSR2, 2)  # several: one more upgrade
+        more_during_the_first(srv, app, lgs, signal.SIGUSR2)
         m1 = wait_for(next_master, 15, interval=0.01)
         assert m1, (read_pidfile(pidfile), srv.stderr[-3000:])
         assert srv.wait(15) == 0, srv.stderr[-3000:]
@@ -299,15 +310,12 @@ def test_usr2_during_an_upgrade_runs_after_it(hugd, workdir):
         assert wait_for(lambda: not pid_alive(m1), 15), srv.stderr[-3000:]
         assert wait_for(lambda: len(children_of(m2)) == 2, 10), children_of(m2)
         srv.known_pids.update(children_of(m2))
-        t_end = time.monotonic()
-        assert wait_for(lambda: all(len(lg.ok_records(since=t_end)) > 20 for lg in lgs), 10)
+        t_end = served_on(lgs)
     finally:
         rep = stop_loads(lgs)
     log = srv.stderr
-    assert all(lg.failures == 0 for lg in lgs), rep + "\n" + log[-3000:]
-    assert all(lg.texts(since=t_end) == {"vC"} for lg in lgs), rep
+    newest_served_all(lgs, t_end, rep, log)
     assert all(lg.pids(since=t_end) <= set(children_of(m2)) for lg in lgs), rep
-    assert "ignored" not in log, log[-3000:]
     assert log.count("USR2: starting a new master") == 2, log[-3000:]
     assert read_pidfile(pidfile) == m2
     os.kill(m2, signal.SIGTERM)
