@@ -1,10 +1,11 @@
 /* The master: accept, choose a worker, hand over; signals; stopping.
- * Signal handlers are libev watchers, so every reaction runs in the loop,
- * never inside a handler.  Worker processes are master_workers.c's, reload
- * and upgrade master_reload.c's. */
+ * Signal handlers only count and wake the loop, so every reaction runs in
+ * the loop, never inside a handler.  Worker processes are
+ * master_workers.c's, reload and upgrade master_reload.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,30 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
+/* ---- signals ------------------------------------------------------------ */
+
+/* A plain handler counts every delivery and wakes the loop, which acts on
+ * the counts.  libev's own signal watchers would fold two deliveries that
+ * land between two passes of the loop into one: two TTOUs sent back to
+ * back would retire one worker. */
+static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
+                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
+static atomic_uint sig_got[NSIGS]; /* written by the handler only */
+static unsigned sig_done[NSIGS];   /* how many of them the loop has acted on */
+
+static void on_signal(int sig)
+{
+    int e = errno;
+    for (size_t k = 0; k < NSIGS; k++)
+        if (master_sigs[k] == sig)
+            atomic_fetch_add(&sig_got[k], 1);
+    ev_async_send(M.loop, &M.sig_w); /* async-signal-safe */
+    errno = e;
+}
+
 /* ---- stopping ---------------------------------------------------------- */
 
 void master_close_listeners(int unlink_paths)
@@ -218,11 +243,6 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (M.stopping || M.handover) {
         if (M.stopping == 1 && !M.workers_told && (M.qlen == 0 || workers_alive() == 0))
             workers_tell(SIGTERM);
-        if (M.stop_deadline_ms && now >= M.stop_deadline_ms) {
-            log_warnx("workers still running at the stop deadline; killing them");
-            workers_tell(SIGKILL);
-            M.stop_deadline_ms = now + 60000;
-        }
         if (M.handover || (M.stopping == 1 && !M.workers_told))
             master_dispatch_queue();
         if (workers_alive() == 0)
@@ -238,11 +258,30 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         master_dispatch_queue();
 }
 
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    log_warnx("workers still running at the stop deadline; killing them");
+    workers_tell(SIGKILL); /* reaped at once: then the loop ends (on_child) */
+}
+
+void master_stop_deadline(double seconds)
+{
+    /* Its own timer, not the tick, so the deadline is kept to the
+     * millisecond; a second stop can only bring it closer. */
+    if (ev_is_active(&M.deadline_w) && ev_timer_remaining(M.loop, &M.deadline_w) <= seconds)
+        return;
+    ev_timer_stop(M.loop, &M.deadline_w);
+    ev_timer_init(&M.deadline_w, on_deadline, seconds, 0.);
+    ev_timer_start(M.loop, &M.deadline_w);
+}
+
 static void stop(int how)
 {
     if (M.stopping >= how)
         return;
-    int64_t now = monotonic_ms();
     if (!M.stopping && !M.handover) {
         notify_send("STOPPING=1");
         master_close_listeners(1);
@@ -251,7 +290,9 @@ static void stop(int how)
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
                  M.cfg->graceful_timeout);
-        M.stop_deadline_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+        /* gunicorn's meaning: whatever still runs at graceful_timeout is
+         * killed then, and we exit right after. */
+        master_stop_deadline(M.cfg->graceful_timeout);
         if (M.qlen == 0)
             workers_tell(SIGTERM);
     } else {
@@ -260,18 +301,17 @@ static void stop(int how)
             conns_close(M.q[M.qhead].fd);
             pop_queue();
         }
-        M.stop_deadline_ms = now + KILL_GRACE_MS;
+        master_stop_deadline(KILL_GRACE_MS / 1000.0);
         workers_tell(SIGQUIT);
     }
     if (workers_alive() == 0)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
+/* One signal, `times` deliveries of it since the last pass. */
+static void act(int sig, unsigned times)
 {
-    (void)loop;
-    (void)revents;
-    switch (sw->signum) {
+    switch (sig) {
     case SIGTERM:
         stop(1);
         break;
@@ -280,14 +320,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
         stop(2);
         break;
     case SIGTTIN:
-        if (!M.stopping && !M.handover && M.target < M.nslots) {
+        while (times-- && !M.stopping && !M.handover && M.target < M.nslots) {
             M.target++;
             log_info("TTIN: %d workers", M.target);
             workers_spawn_missing();
         }
         break;
     case SIGTTOU:
-        if (!M.stopping && !M.handover && M.target > 1) {
+        while (times-- && !M.stopping && !M.handover && M.target > 1) {
             M.target--;
             log_info("TTOU: %d workers", M.target);
             workers_retire_one();
@@ -299,11 +339,26 @@ static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
         workers_tell(SIGUSR1);
         break;
     case SIGHUP:
-        reload_start();
+        reload_start(); /* several at once: one reload, of the newest files */
         break;
     case SIGUSR2:
         upgrade_start();
         break;
+    }
+}
+
+static void on_signals(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)a;
+    (void)revents;
+    /* In the table's order: a stop that came with a TTIN spawns nothing. */
+    for (size_t k = 0; k < NSIGS; k++) {
+        unsigned got = atomic_load(&sig_got[k]);
+        unsigned n = got - sig_done[k];
+        sig_done[k] = got;
+        if (n)
+            act(master_sigs[k], n);
     }
 }
 
@@ -317,10 +372,6 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
-static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
-                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
-#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
-
 void master_block_signals(int block)
 {
     sigset_t set;
@@ -330,6 +381,21 @@ void master_block_signals(int block)
     if (block == -1)
         sigemptyset(&set);
     sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
+    if (block != 1)
+        return;
+    /* Before an exec: what came but was not acted on yet goes back to the
+     * kernel as pending (blocked, it survives the exec), so the image we
+     * execute acts on it once its loop runs.  Counted deliveries fold into
+     * one here; this only covers the moment since the last loop pass. */
+    for (size_t k = 0; k < NSIGS; k++) {
+        unsigned got = atomic_load(&sig_got[k]);
+        int sig = master_sigs[k];
+        if (got != sig_done[k] || (sig == SIGHUP && M.hup_waiting) ||
+            (sig == SIGUSR2 && M.usr2_waiting))
+            kill(getpid(), sig);
+        sig_done[k] = got;
+    }
+    M.hup_waiting = M.usr2_waiting = 0;
 }
 
 /* One connection record per descriptor the master may hold: raise the
@@ -365,7 +431,7 @@ static int adopt(struct inherited *inh)
         wp->old_gen = 1;
         wp->retiring = iw->retiring;
         if (wp->retiring)
-            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000);
         workers_watch(iw->slot);
     }
     for (int k = 0; k < inh->nq; k++) {
@@ -446,10 +512,15 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
      * a SIGCHLD that went nowhere: look for it now. */
     if (inh->nw)
         ev_feed_signal_event(M.loop, SIGCHLD);
-    for (size_t k = 0; k < NSIGS; k++) {
-        ev_signal_init(&M.sig_w[k], on_signal, master_sigs[k]);
-        ev_signal_start(M.loop, &M.sig_w[k]);
-    }
+    ev_async_init(&M.sig_w, on_signals);
+    ev_async_start(M.loop, &M.sig_w);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    for (size_t k = 0; k < NSIGS; k++)
+        sigaction(master_sigs[k], &sa, NULL);
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);

@@ -12,7 +12,7 @@
 #include "hugd/pyapp.h"
 #include "hugd/scoreboard.h"
 
-#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) to SIGKILL */
+#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) or a quick stop, to SIGKILL */
 
 struct wproc {
     pid_t pid;
@@ -55,7 +55,6 @@ struct master {
     int conn_hi;  /* connection records in use are below this */
     int stopping; /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
-    int64_t stop_deadline_ms;
     int fail_streak;
     int64_t next_spawn_ms;
     int ready; /* the current generation has come up */
@@ -66,9 +65,13 @@ struct master {
     int upgrade_fd;    /* channel to the other master (either side) */
     ev_io upgrade_w;
     int handover; /* the new master took over: we pass everything on */
+    /* A HUP or USR2 came while a reload or upgrade was under way: it runs
+     * once that one has finished (or, across an exec, in the new image). */
+    int hup_waiting, usr2_waiting;
     ev_child child_w;
-    ev_signal sig_w[10];
+    ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
+    ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };
 
 extern struct master M;
@@ -79,6 +82,8 @@ void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
 void master_dispatch_to(int slot); /* the queue's oldest to a worker that said it is free */
 void master_close_listeners(int unlink_paths);
+/* Kill the workers still running in `seconds`, unless that is due sooner. */
+void master_stop_deadline(double seconds);
 
 /* master_conns.c: the connections the master holds (see there) */
 int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */

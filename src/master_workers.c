@@ -123,6 +123,18 @@ static void spawn(int i)
     atomic_store(&s->state, SB_BOOTING);
     s->spawned_ms = monotonic_ms();
 
+    /* Until the worker has its own handlers, a signal the master sends it
+     * (TERM to retire it while it boots, say) would run the master's
+     * handler there and be lost; held pending across fork, it reaches the
+     * worker's once it installs them.  Only the ones a worker acts on: the
+     * master's own go on being counted while it forks. */
+    sigset_t hold, was;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGQUIT);
+    sigaddset(&hold, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &hold, &was);
     PyEval_RestoreThread(M.py);
     PyOS_BeforeFork();
     pid_t pid = fork();
@@ -152,6 +164,7 @@ static void spawn(int i)
     int e = errno;
     PyOS_AfterFork_Parent();
     M.py = PyEval_SaveThread();
+    sigprocmask(SIG_SETMASK, &was, NULL);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
@@ -202,7 +215,9 @@ void workers_retire(int i)
     wp->retiring = 1;
     atomic_store(&M.sb->slot[i].accepting, 0);
     kill(wp->pid, SIGTERM);
-    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+    /* Its own drain timer ends it at graceful_timeout; this is for one
+     * stuck in the application. */
+    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000);
 }
 
 /* max_requests: start the replacement now; the old worker keeps serving
@@ -301,11 +316,14 @@ void workers_reaped(pid_t pid, int status)
     struct wproc *wp = &M.w[i];
     struct sb_slot *s = &M.sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
-    /* Dying before serving anything, soon after the start, is what a broken
-     * start-up looks like; a worker killed after it served is replaced at
-     * once. */
-    int young = atomic_load(&s->state) == SB_BOOTING ||
-                (lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
+    /* Dying before it is ready, or idle soon after it started without
+     * having served, is what a broken start-up looks like: back off.  A
+     * worker that dies inside a request (a request that crashes it) or
+     * after it served is replaced at once: backing off there would let a
+     * crashing request empty the pool. */
+    int st = atomic_load(&s->state);
+    int young = st == SB_BOOTING ||
+                (st == SB_IDLE && lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     int expected = wp->retiring || M.stopping || M.handover;
     if (WIFEXITED(status))
