@@ -21,8 +21,10 @@ def application(environ, start_response):
     pid = os.getpid()
     if path == "/slow":
         if "mark" in q:
-            with open(q["mark"], "w") as f:
+            # Whole or not at all: the test reads it as soon as it exists.
+            with open(q["mark"] + ".tmp", "w") as f:
                 f.write(str(pid))
+            os.rename(q["mark"] + ".tmp", q["mark"])
         time.sleep(float(q.get("s", "1")))
         body = f"{pid}"
     elif path == "/poll":
