@@ -185,6 +185,13 @@ int main(int argc, char **argv)
         app_ok_possible = 0; /* keep the previous workers; start none as root */
     }
 
+    if (reload) {
+        /* The previous generation serves while we import (master.c). */
+        int rc = master_setup(&cfg, ls, nls, &inh, &launch);
+        if (rc)
+            return rc;
+        master_serve_while_importing();
+    }
     int app_ok = 0;
     if (app_ok_possible && pyapp_init(&cfg) == 0) {
         PyObject *app = pyapp_load(cfg.target);
@@ -205,5 +212,10 @@ int main(int argc, char **argv)
     }
     log_info("hugd %s serving %s with %d worker(s) (master pid %d)", HUGD_VERSION, cfg.target,
              cfg.workers, (int)getpid());
-    return master_run(&cfg, ls, nls, &inh, app_ok, &launch);
+    if (!reload) {
+        int rc = master_setup(&cfg, ls, nls, &inh, &launch);
+        if (rc)
+            return rc;
+    }
+    return master_serve(app_ok);
 }

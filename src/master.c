@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -464,15 +465,14 @@ static int adopt(struct inherited *inh)
     return 0;
 }
 
-int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
-               int app_ok, const struct launch *launch)
+int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
+                 const struct launch *launch)
 {
     memset(&M, 0, sizeof(M));
     M.cfg = cfg;
     M.launch = launch;
     M.ls = ls;
     M.nls = nls;
-    M.app_ok = app_ok;
     M.target = cfg->workers;
     if (inh->target && inh->workers_setting == cfg->workers)
         M.target = inh->target; /* TTIN/TTOU outlive a HUP unless the file changed */
@@ -497,11 +497,6 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
         log_crit(0, "cannot create the event loop");
         return HUGD_EX_OSERR;
     }
-    /* The master keeps the GIL released: threads the app started at import
-     * may run; the master itself takes it only around fork. */
-    if (app_ok)
-        M.py = PyEval_SaveThread();
-
     for (int i = 0; i < nls; i++) {
         ev_io_init(&M.accept_w[i], on_accept, ls[i].fd, EV_READ);
         ev_io_start(M.loop, &M.accept_w[i]);
@@ -529,12 +524,81 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     if (inh->upgrade_fd >= 0)
         upgrade_watch_old(inh->upgrade_fd);
     inherit_free(inh); /* everything in it now lives in M */
-    workers_spawn_missing();
-    ev_run(M.loop, 0);
+    return 0;
+}
 
+/* ---- a reload's import ---------------------------------------------------
+ *
+ * After a reload's exec, the new image has to import the new code before
+ * it can start workers: a second or more for a real application.  Meanwhile
+ * the loop runs in a thread of its own, accepting and handing connections
+ * to the previous generation, so that no new connection waits for the
+ * import.  The thread never touches Python; the main thread imports and
+ * touches nothing of the master's.  HUP and USR2 wait for the import. */
+
+static pthread_t import_thread;
+static ev_async import_done_w;
+
+static void on_import_done(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)a;
+    (void)revents;
+    M.importing = 0;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void *serve_old_generation(void *arg)
+{
+    (void)arg;
+    ev_run(M.loop, 0);
+    return NULL;
+}
+
+int master_serve_while_importing(void)
+{
+    ev_async_init(&import_done_w, on_import_done);
+    ev_async_start(M.loop, &import_done_w);
+    M.importing = 1;
+    int e = pthread_create(&import_thread, NULL, serve_old_generation, NULL);
+    if (e) {
+        M.importing = 0;
+        ev_async_stop(M.loop, &import_done_w);
+        log_err(e, "a thread to serve while the new code is imported; new connections wait");
+        return -1;
+    }
+    return 0;
+}
+
+/* The import is over: the main thread takes the loop back.  Returns 1 if
+ * the loop ended meanwhile (a stop). */
+static int end_import(void)
+{
+    if (!M.importing && !ev_is_active(&import_done_w))
+        return 0; /* there was no thread */
+    ev_async_send(M.loop, &import_done_w);
+    pthread_join(import_thread, NULL);
+    ev_async_stop(M.loop, &import_done_w);
+    int ended = M.importing;
+    M.importing = 0;
+    return ended;
+}
+
+int master_serve(int app_ok)
+{
+    int stopped = end_import();
+    M.app_ok = app_ok;
+    /* The master keeps the GIL released: threads the app started at import
+     * may run; the master itself takes it only around fork. */
+    if (app_ok)
+        M.py = PyEval_SaveThread();
+    if (!stopped) {
+        reload_run_waiting();
+        workers_spawn_missing();
+        ev_run(M.loop, 0);
+    }
     master_close_listeners(!M.handover);
-    if (cfg->pidfile)
-        pidfile_remove(cfg->pidfile);
+    if (M.cfg->pidfile)
+        pidfile_remove(M.cfg->pidfile);
     log_info("stopped");
     return 0;
 }

@@ -12,11 +12,25 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "hugd/log.h"
 #include "master_int.h"
+
+static void held_set(int fd, int on)
+{
+    if (!M.held) {
+        M.held = calloc((size_t)M.sb->nconns / 8 + 1, 1);
+        if (!M.held)
+            return;
+    }
+    if (on)
+        M.held[fd >> 3] |= (uint8_t)(1u << (fd & 7));
+    else
+        M.held[fd >> 3] &= (uint8_t) ~(1u << (fd & 7));
+}
 
 int conns_hold(int fd, int listener)
 {
@@ -32,6 +46,7 @@ int conns_hold(int fd, int listener)
     atomic_store(&rec->owner, -1);
     rec->listener = (uint8_t)listener;
     atomic_store(&rec->state, SBC_MASTER);
+    held_set(fd, 1);
     if (fd >= M.conn_hi)
         M.conn_hi = fd + 1;
     return 0;
@@ -59,6 +74,7 @@ void conns_close(int fd)
     if (rec) {
         atomic_store(&rec->owner, -1);
         atomic_store(&rec->state, SBC_FREE);
+        held_set(fd, 0);
     }
     close(fd);
 }
@@ -129,12 +145,15 @@ void conns_worker_gone(int slot)
 void conns_close_inherited(void)
 {
     /* In a new worker: the copies it inherited are not its own, and would
-     * keep connections open after their owners closed them. */
-    for (int fd = 0; fd < M.conn_hi; fd++) {
-        struct sb_conn *rec = sb_conn(M.sb, fd);
-        if (atomic_load(&rec->state) != SBC_FREE)
+     * keep connections open after their owners closed them.  The private
+     * bitmap, not the shared records: those change under us (the master
+     * goes on, and may already have given the number of the descriptor it
+     * closed after the fork, our channel's, to a new connection). */
+    if (!M.held)
+        return;
+    for (int fd = 0; fd < M.conn_hi; fd++)
+        if (M.held[fd >> 3] & (1u << (fd & 7)))
             close(fd);
-    }
 }
 
 void conns_keep_on_exec(int keep)
@@ -166,6 +185,7 @@ void conns_adopt(void)
             continue;
         }
         M.conn_hi = fd + 1;
+        held_set(fd, 1);
         int fl = fcntl(fd, F_GETFD);
         if (fl >= 0)
             fcntl(fd, F_SETFD, fl | FD_CLOEXEC);

@@ -52,8 +52,9 @@ struct master {
     struct queued *q;
     int qhead, qlen, qcap;
     int rr;
-    int conn_hi;  /* connection records in use are below this */
-    int stopping; /* 0 serving, 1 graceful, 2 at once */
+    int conn_hi;   /* connection records in use are below this */
+    uint8_t *held; /* bit per descriptor: ours is a connection (private: exact in a fork) */
+    int stopping;  /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
     int fail_streak;
     int64_t next_spawn_ms;
@@ -68,6 +69,7 @@ struct master {
     /* A HUP or USR2 came while a reload or upgrade was under way: it runs
      * once that one has finished (or, across an exec, in the new image). */
     int hup_waiting, usr2_waiting;
+    int importing; /* a reload's new image imports its code; the old workers serve */
     ev_child child_w;
     ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
@@ -117,5 +119,6 @@ int reload_reaped(pid_t pid, int status); /* 1 if pid was a probe or new master 
 void upgrade_ready(void);                 /* our generation is up: tell the old master */
 int upgrade_forward(int fd, const struct chan_msg *msg, const char *data);
 void upgrade_watch_old(int fd);
+void reload_run_waiting(void); /* a HUP or USR2 that came while one was under way */
 
 #endif

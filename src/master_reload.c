@@ -81,7 +81,7 @@ static int busy(int sig)
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
-    if (M.probe_pid || M.upgrade_pid || M.upgrade_fd >= 0) {
+    if (M.probe_pid || M.upgrade_pid || M.upgrade_fd >= 0 || M.importing) {
         int *waiting = sig == SIGHUP ? &M.hup_waiting : &M.usr2_waiting;
         if (!*waiting)
             log_info("%s: a reload or upgrade is under way; this one runs when it has finished",
@@ -96,6 +96,8 @@ static int busy(int sig)
  * (Across the exec of a reload, master_block_signals passes it on.) */
 static void run_waiting(void)
 {
+    if (M.importing)
+        return;
     if (M.hup_waiting) {
         M.hup_waiting = 0;
         reload_start();
@@ -366,4 +368,9 @@ int reload_reaped(pid_t pid, int status)
         return 1;
     }
     return 0;
+}
+
+void reload_run_waiting(void)
+{
+    run_waiting();
 }

@@ -239,10 +239,13 @@ void workers_replace(int i)
     }
 }
 
+/* Past its start-up and serving.  Any serving state counts: under load a
+ * new worker is seldom idle at the moment the master looks, and one that
+ * is queued or busy is up all the same. */
 static int is_up(int j)
 {
     int st = atomic_load(&M.sb->slot[j].state);
-    return M.w[j].pid > 0 && (st == SB_IDLE || st == SB_BUSY);
+    return M.w[j].pid > 0 && (st == SB_IDLE || st == SB_BUSY || st == SB_QUEUED);
 }
 
 void workers_check_ready(void)

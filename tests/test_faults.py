@@ -141,3 +141,41 @@ def test_keepalive_counts_from_the_end_of_a_long_request(hugd):
         assert answer(c) > 0
     finally:
         c.close()
+
+
+def any_body(body):
+    return "ok", 0
+
+
+@pytest.mark.timeout_s(60)
+def test_hup_keeps_accepting_new_connections(hugd, workdir):
+    """While a reload's new image imports the new code (a Hug app: a
+    second or more), the previous generation goes on taking new
+    connections: under 16 new-connection and 16 keep-alive clients, two
+    HUPs fail nothing and no new connection waits anywhere near an import
+    (before: up to 2.5 s)."""
+    import shutil
+    from hugdtest import REPO
+    shutil.copy(REPO / "conf" / "hello.py", workdir)
+    srv = hugd.start(["-w", "4", "hello.py"], cwd=workdir, workers=4)
+    ka = LoadGen(srv.host, srv.port, path="/", threads=16, deadline=40, parse=any_body).start()
+    nc = LoadGen(srv.host, srv.port, path="/", threads=16, keepalive=False, deadline=40,
+                 parse=any_body).start()
+    marks = []
+    try:
+        assert wait_for(lambda: nc.total > 100, 10)
+        for n in (1, 2):
+            marks.append(time.monotonic())
+            srv.signal(signal.SIGHUP)
+            assert wait_for(lambda: srv.stderr.count("retiring 4 of the previous generation") >= n,
+                            20), srv.stderr[-3000:]
+            time.sleep(0.5)  # load after the swap, too
+    finally:
+        ka.stop()
+        nc.stop()
+    report = f"{ka.report()}\n{nc.report()}"
+    assert ka.failures == 0 and nc.failures == 0, report
+    during = sorted(r.latency for r in nc.ok_records(since=marks[0]))
+    p99, worst = during[int(len(during) * 0.99)], during[-1]
+    print(f"new connections during the reloads: p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
+    assert worst < 1.0, report

@@ -27,10 +27,17 @@ struct launch {
  * the reload to end among it) is made pending again, for the new image. */
 void master_block_signals(int block);
 
+/* The master's tables, its loop and its watchers, and what a reload
+ * inherited (workers, connections).  0 or an exit code. */
+int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
+                 const struct launch *launch);
+/* Reload only, between master_setup and master_serve: serve with the
+ * previous generation from a thread while the main thread imports the new
+ * code.  0, or -1 (then connections wait for the import, as they would). */
+int master_serve_while_importing(void);
 /* Serve until stopped.  app_ok is 0 when a reload could not import the new
  * application: the inherited workers go on serving and none are started.
  * Returns the process exit code. */
-int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
-               int app_ok, const struct launch *launch);
+int master_serve(int app_ok);
 
 #endif
