@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
@@ -25,6 +26,7 @@
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
 static int process(struct conn *c);
+static int flush_blocking(struct conn *c);
 
 /* What the master is to do with this connection if this worker dies:
  * SBC_IDLE, it goes to another worker; SBC_ACTIVE, it is closed. */
@@ -71,6 +73,7 @@ static size_t unrun_from(const struct conn *c)
 static void app_enter(struct conn *c)
 {
     const struct http_request *r = &c->req;
+    c->resp.now = ev_now(c->w->loop);
     worker_enter_app(c->w, c, llhttp_method_name((llhttp_method_t)r->method), r->arena.p + r->url,
                      r->url_len);
 }
@@ -115,6 +118,7 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     }
     c->w = w;
     c->fd = fd;
+    c->resp.flush = flush_blocking;
     c->id = m->id;
     c->rec = sb_conn(w->sb, (int)m->id);
     c->listener = m->listener < w->nlisteners ? m->listener : 0;
@@ -343,6 +347,30 @@ static int flush(struct conn *c)
         rp->file_fd = -1;
     }
     return r;
+}
+
+/* For the application's write(): everything queued goes out now, waiting
+ * for the client up to the timeout.  0, or -1 (the connection is to close;
+ * it is closed later, not under the application). */
+static int flush_blocking(struct conn *c)
+{
+    double limit = c->w->cfg->header_timeout;
+    for (;;) {
+        int r = write_out(c);
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            break;
+        struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+        int pr = poll(&pfd, 1, limit > 0 ? (int)(limit * 1000) : -1);
+        if (pr < 0 && errno == EINTR)
+            continue; /* a signal to the worker is no reason to give up */
+        if (pr <= 0)
+            return -1;
+    }
+    if (c->resp.pending)
+        wsgi_drop_pending(c); /* all out */
+    return 0;
 }
 
 int conn_move_write(struct conn *c)

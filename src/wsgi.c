@@ -2,14 +2,12 @@
  * into response bytes.  See include/hugd/wsgi.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "hugd/http.h"
 #include "hugd/log.h"
-#include "hugd/worker.h"
 #include "wsgi_int.h"
 
 /* Body chunks at least this big are written from the bytes object itself
@@ -57,7 +55,7 @@ void wsgi_send_headers(struct conn *c)
         buf_append(o, "Server: hugd\r\n", 14);
     if (!rp->has_date) {
         size_t dl;
-        const char *d = http_date_header(ev_now(c->w->loop), &dl);
+        const char *d = http_date_header(c->resp.now, &dl);
         buf_append(o, d, dl);
     }
     buf_append(o, rp->head.p, rp->head.len);
@@ -119,35 +117,12 @@ void wsgi_append_body(struct conn *c, PyObject *bytes)
 
 int wsgi_flush_blocking(struct conn *c)
 {
+    /* Below the mark write() just queues; past it (or with a big bytes
+     * object kept aside, which write() may not hold past its return) the
+     * connection writes it all out first. */
     if (buf_pending(&c->out) < WRITE_HIGH_WATER && !c->resp.pending)
         return 0;
-    while (buf_pending(&c->out)) {
-        ssize_t n = write(c->fd, c->out.p + c->out.off, buf_pending(&c->out));
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-            int timeout_ms = (int)(c->w->cfg->header_timeout * 1000);
-            int pr = poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1);
-            if (pr < 0 && errno == EINTR)
-                continue; /* a signal to the worker is no reason to give up */
-            if (pr <= 0)
-                return -1;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        c->out.off += (size_t)n;
-    }
-    buf_clear(&c->out);
-    if (c->resp.pending) {
-        /* write() keeps no reference past its return: copy what's left. */
-        PyObject *p = c->resp.pending;
-        buf_append(&c->out, PyBytes_AS_STRING(p) + c->resp.pending_off,
-                   (size_t)PyBytes_GET_SIZE(p) - c->resp.pending_off);
-        wsgi_drop_pending(c);
-    }
-    return 0;
+    return c->resp.flush(c);
 }
 
 /* The end of the body: chunked terminator, length check. */
@@ -176,7 +151,7 @@ static int fail_response(struct conn *c, const char *what)
         rp->status = 500;
         rp->chunked = 0;
         c->keepalive = 0;
-        http_error_response(&c->out, 500, ev_now(c->w->loop));
+        http_error_response(&c->out, 500, c->resp.now);
         rp->finished = 1;
         wsgi_finish(c);
         return 0;

@@ -48,8 +48,15 @@ struct http_request {
     ev_tstamp started_at;
 };
 
+struct conn;
+
 /* The response being produced for the current request. */
 struct http_response {
+    /* Set by conn.c, for wsgi: write out everything queued, waiting for the
+     * client as long as the write timeout allows (write() must not buffer
+     * without bound); 0, or -1 when the client is gone or too slow. */
+    int (*flush)(struct conn *c);
+    double now;       /* the loop's clock at the last call into the application */
     void *result;     /* PyObject*: the application's iterable, for close() */
     void *iter;       /* PyObject*: iterator over it, NULL when exhausted */
     void *start_resp; /* PyObject*: the start_response object, unhooked at the end */
