@@ -226,9 +226,11 @@ static int add_paths(struct hugd_config *c, const struct setting *e, const char 
     }
     while (*v) {
         size_t n = strcspn(v, ","), skip = n + (v[n] == ',');
-        while (n && (*v == ' ' || *v == '\t'))
+        /* All that inih strips from a value: an item printed with it at
+         * an end of its line would not read back the same. */
+        while (n && strchr(" \t\n\v\f\r", *v))
             v++, n--, skip--;
-        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        while (n && strchr(" \t\n\v\f\r", v[n - 1]))
             n--;
         if (n) {
             size_t old = *p ? strlen(*p) : 0;
@@ -300,7 +302,8 @@ static int add_binds(struct hugd_config *c, const struct setting *e, const char 
 
     if (!copy)
         return fail(err, len, "out of memory");
-    for (t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+    /* Blanks as inih strips them (see add_paths). */
+    for (t = strtok_r(copy, ", \t\n\v\f\r", &save); t; t = strtok_r(NULL, ", \t\n\v\f\r", &save)) {
         if (check_bind(t, err, len) < 0)
             goto out;
         for (int i = 0; i < base + n; i++) {
@@ -517,7 +520,10 @@ int config_load_file(struct hugd_config *c, const char *path, char *err, size_t 
 
 static void put(FILE *out, const char *key, const char *value)
 {
-    fprintf(out, "%s =%s%s\n", key, value && *value ? " " : "", value ? value : "");
+    /* inih takes a ';' after a blank as the start of a comment: a value
+     * that begins with one follows the '=' directly (found by fuzzing). */
+    int space = value && *value && *value != ';';
+    fprintf(out, "%s =%s%s\n", key, space ? " " : "", value ? value : "");
 }
 
 void config_print(const struct hugd_config *c, FILE *out)
@@ -556,7 +562,7 @@ void config_print(const struct hugd_config *c, FILE *out)
             if (!s)
                 put(out, e->key, NULL);
             for (; s && *s; s += strcspn(s, ",") + (s[strcspn(s, ",")] == ','))
-                fprintf(out, "%s = %.*s\n", e->key, (int)strcspn(s, ","), s);
+                fprintf(out, "%s =%s%.*s\n", e->key, *s == ';' ? "" : " ", (int)strcspn(s, ","), s);
             break;
         }
         case T_BIND:

@@ -29,14 +29,38 @@ static void put_encoded(struct buf *b, const char *s)
     }
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Two hex digits at s, or -1.  s[1] is only read when s[0] is a digit, so
+ * a string ending in one digit is not read past its end. */
+static int hex_byte(const char *s)
+{
+    int hi = hex_value(s[0]), lo = hi < 0 ? -1 : hex_value(s[1]);
+    return lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* NULL for a "%00" or when out of memory. */
 static char *decode(const char *s)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
     if (!out)
         return NULL;
     for (; *s; s++) {
-        unsigned v;
-        if (*s == '%' && sscanf(s + 1, "%2X", &v) == 1) {
+        int v;
+        if (*s == '%' && (v = hex_byte(s + 1)) >= 0) {
+            if (v == 0) { /* a NUL would cut the string short of what was sent */
+                free(out);
+                return NULL;
+            }
             *o++ = (char)v;
             s += 2;
         } else {
@@ -69,6 +93,18 @@ static int grow(void **arr, int n, size_t size)
     return 0;
 }
 
+/* Descriptors and flags as the encoder writes them: anything else (a
+ * negative number, one that overflowed) would not read back the same. */
+static int is_fd(int fd)
+{
+    return fd >= 0;
+}
+
+static int is_flag(int v)
+{
+    return v == 0 || v == 1;
+}
+
 static int parse_line(struct inherited *in, const char *line)
 {
     int a, b, c, d;
@@ -79,38 +115,49 @@ static int parse_line(struct inherited *in, const char *line)
          * upgrade across formats fails cleanly and the old master stays. */
         return sscanf(line, "V %d", &a) == 1 && a == INHERIT_VERSION ? 0 : -1;
     case 'L':
-        if (in->nls >= HUGD_MAX_BINDS || sscanf(line, "L %d %d %1023s", &a, &b, bind) != 3)
+        if (in->nls >= HUGD_MAX_BINDS || sscanf(line, "L %d %d %1023s", &a, &b, bind) != 3 ||
+            !is_fd(a) || !is_flag(b))
             return -1;
+        /* A bind (a unix path at most) is short: one so long that the
+         * token may have been cut, or that could not be encoded again
+         * within it (each byte as %XX), is not one (found by fuzzing). */
+        if (strlen(bind) >= sizeof(bind) - 1 || !(in->ls[in->nls].bind = decode(bind)))
+            return -1;
+        if (strlen(in->ls[in->nls].bind) > (sizeof(bind) - 1) / 3) {
+            free(in->ls[in->nls].bind);
+            return -1;
+        }
         in->ls[in->nls].fd = a;
         in->ls[in->nls].systemd = b;
-        in->ls[in->nls].bind = decode(bind);
         close_on_exec(a);
         in->nls++;
         return 0;
     case 'S':
-        if (sscanf(line, "S %d", &in->sb_fd) != 1)
+        if (sscanf(line, "S %d", &in->sb_fd) != 1 || !is_fd(in->sb_fd))
             return -1;
         close_on_exec(in->sb_fd);
         return 0;
     case 'W':
         if (sscanf(line, "W %d %d %d %d", &a, &b, &c, &d) != 4 || a < 0 || a >= HUGD_MAX_WORKERS ||
-            grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
+            b <= 0 || !is_fd(c) || !is_flag(d) || grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
             return -1;
         in->w[in->nw++] = (struct inherit_worker){a, (pid_t)b, c, d};
         close_on_exec(c);
         return 0;
     case 'Q': {
         int used = 0;
-        if (sscanf(line, "Q %d %d%n", &a, &b, &used) != 2 ||
+        if (sscanf(line, "Q %d %d%n", &a, &b, &used) != 2 || !is_fd(a) || b < 0 ||
             grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0)
             return -1;
         struct inherit_conn q = {a, b, NULL, 0};
         const char *hex = line + used + (line[used] == ' ');
         size_t n = strlen(hex) / 2;
+        if (strlen(hex) % 2)
+            return -1;
         if (n && (q.data = malloc(n))) {
             for (size_t i = 0; i < n; i++) {
-                unsigned v;
-                if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
+                int v = hex_byte(hex + 2 * i);
+                if (v < 0) {
                     free(q.data);
                     return -1;
                 }
@@ -123,12 +170,15 @@ static int parse_line(struct inherited *in, const char *line)
         return 0;
     }
     case 'U':
-        if (sscanf(line, "U %d", &in->upgrade_fd) != 1)
+        if (sscanf(line, "U %d", &in->upgrade_fd) != 1 || !is_fd(in->upgrade_fd))
             return -1;
         close_on_exec(in->upgrade_fd);
         return 0;
     case 'T':
-        return sscanf(line, "T %d %d", &in->target, &in->workers_setting) == 2 ? 0 : -1;
+        return sscanf(line, "T %d %d", &in->target, &in->workers_setting) == 2 && in->target > 0 &&
+                       in->workers_setting >= 0
+                   ? 0
+                   : -1;
     }
     return -1;
 }
