@@ -343,6 +343,17 @@ out:
     return r;
 }
 
+/* inih ends a "key = value" line's value at a ';' after a blank (but not
+ * a continuation line's, nor a command-line value): such a value could not
+ * be printed back as it is (found by fuzzing). */
+static int comment_inside(const char *v)
+{
+    for (; *v; v++)
+        if (v[1] == ';' && strchr(" \t\n\v\f\r", v[0]))
+            return 1;
+    return 0;
+}
+
 /* Parse v into the row's field.  The message names the value, not the key:
  * the caller adds "key: " or "--option: ". */
 int config_set_value(struct hugd_config *c, const struct setting *e, const char *v, char *err,
@@ -382,8 +393,12 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
     case T_SIZE:
         return parse_size(e, v, field(c, e), err, len);
     case T_STRING:
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
         return set_string(field(c, e), v, err, len);
     case T_LIST:
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
         return add_paths(c, e, v, err, len);
     case T_BIND:
         return add_binds(c, e, v, err, len);

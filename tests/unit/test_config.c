@@ -371,6 +371,12 @@ static void test_lists(void)
     EXPECT_STR(c.binds[1], "b:1");
     expect_round_trip(&c, __LINE__);
     config_free(&c);
+    /* A continuation line keeps "a ;b", which printed would read back as
+     * "a": refused (found by fuzzing). */
+    rc = load_text(&c, "[app]\npythonpath = a\n  b \f;c\n", NULL, err, sizeof err);
+    EXPECT_INT(rc, -1);
+    EXPECT_HAS(err, ":3: pythonpath: 'b \f;c': a ';' after a blank reads back as a comment");
+    config_free(&c);
 }
 
 static void test_file_errors(void)
