@@ -354,6 +354,21 @@ static int comment_inside(const char *v)
     return 0;
 }
 
+/* config_print writes "key = value" (a list: one item a line), and inih
+ * reads lines of at most INI_MAX_LINE - 2 bytes before the newline: a value
+ * longer than that (from continuation lines or the command line) would
+ * not read back (found by fuzzing). */
+static int fits_a_line(const struct setting *e, const char *v)
+{
+    size_t room = INI_MAX_LINE - 2 - strlen(e->key) - 3;
+    if (e->type == T_STRING)
+        return strlen(v) <= room;
+    for (; *v; v += strcspn(v, ",") + (v[strcspn(v, ",")] == ','))
+        if (strcspn(v, ",") > room)
+            return 0;
+    return 1;
+}
+
 /* Parse v into the row's field.  The message names the value, not the key:
  * the caller adds "key: " or "--option: ". */
 int config_set_value(struct hugd_config *c, const struct setting *e, const char *v, char *err,
@@ -393,13 +408,13 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
     case T_SIZE:
         return parse_size(e, v, field(c, e), err, len);
     case T_STRING:
-        if (comment_inside(v))
-            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
-        return set_string(field(c, e), v, err, len);
     case T_LIST:
         if (comment_inside(v))
             return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
-        return add_paths(c, e, v, err, len);
+        if (!fits_a_line(e, v))
+            return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
+        return e->type == T_STRING ? set_string(field(c, e), v, err, len)
+                                   : add_paths(c, e, v, err, len);
     case T_BIND:
         return add_binds(c, e, v, err, len);
     case T_LEVEL:

@@ -377,6 +377,16 @@ static void test_lists(void)
     EXPECT_INT(rc, -1);
     EXPECT_HAS(err, ":3: pythonpath: 'b \f;c': a ';' after a blank reads back as a comment");
     config_free(&c);
+    /* An item as long as a line: printed after "pythonpath = " it would not
+     * fit (found by fuzzing). */
+    char text[512] = "[app]\npythonpath = a\n  ";
+    memset(text + strlen(text), 'x', 190);
+    strcat(text, "\n");
+    rc = load_text(&c, text, NULL, err, sizeof err);
+    EXPECT_INT(rc, -1);
+    EXPECT_HAS(err, ":3: pythonpath: 'xxxx");
+    EXPECT_HAS(err, "is too long for one line of a configuration file");
+    config_free(&c);
 }
 
 static void test_file_errors(void)
