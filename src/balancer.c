@@ -8,17 +8,21 @@ int balancer_is_free(const struct sb_slot *s)
     return atomic_load(&s->sent) == atomic_load(&s->received);
 }
 
-int balancer_pick(const struct scoreboard *sb, int start)
+int balancer_pick(const struct scoreboard *sb, const int *live, int nlive, int start)
 {
+    if (nlive <= 0)
+        return -1;
+    /* Where the rotation starts: the first live slot at or after start,
+     * else (start past the last one) the first live slot. */
+    int p = 0;
+    while (p < nlive && live[p] < start)
+        p++;
+    if (p == nlive)
+        p = 0;
     int best = -1;
     uint64_t best_conns = 0;
-    int n = sb->nslots;
-    if (n <= 0)
-        return -1;
-    if (start < 0 || start >= n)
-        start = 0;
-    for (int k = 0; k < n; k++) {
-        int i = (start + k) % n;
+    for (int k = 0; k < nlive; k++) {
+        int i = live[p + k < nlive ? p + k : p + k - nlive];
         const struct sb_slot *s = &sb->slot[i];
         if (!balancer_is_free(s))
             continue;

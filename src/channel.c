@@ -61,10 +61,13 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data)
             cm->cmsg_len >= CMSG_LEN(sizeof(int)))
             memcpy(fd, CMSG_DATA(cm), sizeof(int));
     }
-    /* Too short to be ours, or data that did not fit (a reader without room
-     * for it): drop the message, and the connection it carried, which can't
-     * be served without its data. */
-    int bad = (size_t)n < sizeof(uint32_t) ||
+    /* Too short to be ours (a connection needs its whole header), data that
+     * did not fit (a reader without room for it, or more than CHAN_MAX_DATA:
+     * the kernel cut it, MSG_TRUNC), or not the length the header says: drop
+     * the message, and the connection it carried, which can't be served
+     * without its data. */
+    int bad = (size_t)n < sizeof(uint32_t) || (mh.msg_flags & MSG_TRUNC) ||
+              (msg->type == CHAN_CONN && (size_t)n < sizeof(*msg)) ||
               ((size_t)n >= sizeof(*msg) && (size_t)n - sizeof(*msg) != msg->datalen);
     if (bad) {
         if (*fd >= 0)
@@ -81,5 +84,17 @@ int channel_send_type(int ch, int type)
     memset(&m, 0, sizeof(m));
     m.type = (uint16_t)type;
     ssize_t n = send(ch, &m, sizeof(uint32_t) * 2, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 ? -1 : 0;
+}
+
+int channel_send(int ch, const struct chan_msg *msg, const void *data)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)msg, .iov_len = sizeof(*msg)},
+                           {.iov_base = (void *)data, .iov_len = msg->datalen}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = msg->datalen && data ? 2 : 1};
+    ssize_t n;
+    do
+        n = sendmsg(ch, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
     return n < 0 ? -1 : 0;
 }

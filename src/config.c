@@ -11,6 +11,7 @@
  * row, "the next value starts a new list". */
 #include "hugd/config.h"
 #include "config_int.h"
+#include "hugd/accesslog.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +23,8 @@
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "hugd/ascii.h"
 
 /* Timers elsewhere may turn seconds into int milliseconds; this cannot overflow. */
 #define MAX_SECONDS 2147483
@@ -37,6 +40,8 @@ const struct setting config_table[] = {
      "change to DIR before loading the application"},
     {"app", "pythonpath", "pythonpath", 0, T_LIST, OFF(pythonpath), NORANGE, NULL, "DIRS",
      "comma-separated folders put first on sys.path"},
+    {"app", "virtualenv", "virtualenv", 0, T_STRING, OFF(virtualenv), NORANGE, NULL, "DIR",
+     "use the packages of the virtualenv DIR (default: $VIRTUAL_ENV when set)"},
     {"server", "bind", "bind", 'b', T_BIND, OFF(binds), NORANGE, "127.0.0.1:8000", "ADDRESS",
      "host:port, [v6]:port or unix:PATH; repeat to listen on several"},
     {"server", "backlog", "backlog", 0, T_INT, OFF(backlog), 1, 65535, "2048", "N",
@@ -62,9 +67,13 @@ const struct setting config_table[] = {
     {"workers", "max_requests_jitter", "max-requests-jitter", 0, T_INT, OFF(max_requests_jitter), 0,
      INT_MAX, "0", "N", "add a random 0..N to each worker's max_requests"},
     {"workers", "rebalance_after", "rebalance-after", 0, T_SECONDS, OFF(rebalance_after), 0,
-     MAX_SECONDS, "0.05", "SECONDS",
-     "after this long in one request, the connections waiting on that worker move to free "
-     "ones; 0 = never"},
+     MAX_SECONDS, "0.005", "SECONDS",
+     "once one request has kept a worker busy this long, its other connections move to free "
+     "workers as soon as they have a request to run; 0 = never"},
+    {"workers", "rebalance_busy_after", "rebalance-busy-after", 0, T_SECONDS,
+     OFF(rebalance_busy_after), 0, MAX_SECONDS, "0.05", "SECONDS",
+     "while no worker is free, a connection waiting on a busy worker moves only once its "
+     "request has run this long (it could not be served sooner elsewhere)"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
     {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",
@@ -83,6 +92,10 @@ const struct setting config_table[] = {
      "1M", "SIZE", "body bytes kept in memory; the rest goes to a temp file"},
     {"log", "access_logfile", "access-logfile", 0, T_STRING, OFF(access_logfile), NORANGE, NULL,
      "FILE", "write an access log line per request to FILE; - = stdout"},
+    {"log", "access_logformat", "access-logformat", 0, T_LOGFORMAT, OFF(access_logformat), NORANGE,
+     ACCESSLOG_DEFAULT, "FORMAT",
+     "access log line: gunicorn's atoms (%(h)s %(r)s %(s)s %({header}i)s ...), or json for one "
+     "JSON object per line"},
     {"log", "error_logfile", "error-logfile", 0, T_STRING, OFF(error_logfile), NORANGE, "-", "FILE",
      "error log; - = stderr"},
     {"log", "log_level", "log-level", 0, T_LEVEL, OFF(log_level), NORANGE, "info", "LEVEL",
@@ -361,7 +374,7 @@ static int comment_inside(const char *v)
 static int fits_a_line(const struct setting *e, const char *v)
 {
     size_t room = INI_MAX_LINE - 2 - strlen(e->key) - 3;
-    if (e->type == T_STRING)
+    if (e->type != T_LIST)
         return strlen(v) <= room;
     for (; *v; v += strcspn(v, ",") + (v[strcspn(v, ",")] == ','))
         if (strcspn(v, ",") > room)
@@ -415,22 +428,35 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
             return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
         return e->type == T_STRING ? set_string(field(c, e), v, err, len)
                                    : add_paths(c, e, v, err, len);
+    case T_LOGFORMAT: {
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
+        if (!fits_a_line(e, v))
+            return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
+        /* Compiled here only to find errors while the file's line is known;
+         * the log compiles it again at start-up. */
+        struct accesslog_format *f = accesslog_compile(v, err, len);
+        if (!f)
+            return -1;
+        accesslog_free(f);
+        return set_string(field(c, e), v, err, len);
+    }
     case T_BIND:
         return add_binds(c, e, v, err, len);
     case T_LEVEL:
         for (size_t i = 0; i < sizeof level_names / sizeof *level_names; i++) {
-            if (strcasecmp(v, level_names[i]) == 0) {
+            if (ascii_case_streq(v, level_names[i])) {
                 *(enum log_level *)field(c, e) = (enum log_level)i;
                 return 0;
             }
         }
         return fail(err, len, "'%s' is not one of debug, info, warning, error, critical", v);
     case T_BOOL:
-        if (!strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
-            !strcasecmp(v, "on"))
+        if (!strcmp(v, "1") || ascii_case_streq(v, "yes") || ascii_case_streq(v, "true") ||
+            ascii_case_streq(v, "on"))
             *(int *)field(c, e) = 1;
-        else if (!strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "false") ||
-                 !strcasecmp(v, "off"))
+        else if (!strcmp(v, "0") || ascii_case_streq(v, "no") || ascii_case_streq(v, "false") ||
+                 ascii_case_streq(v, "off"))
             *(int *)field(c, e) = 0;
         else
             return fail(err, len, "'%s' is not yes or no", v);
@@ -584,6 +610,7 @@ void config_print(const struct hugd_config *c, FILE *out)
             put(out, e->key, format_size(buf, sizeof buf, *(const long long *)p));
             break;
         case T_STRING:
+        case T_LOGFORMAT:
             put(out, e->key, *(char *const *)p);
             break;
         case T_LIST: {
@@ -614,7 +641,8 @@ void config_print(const struct hugd_config *c, FILE *out)
 void config_free(struct hugd_config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
-        if (config_table[i].type == T_STRING || config_table[i].type == T_LIST) {
+        if (config_table[i].type == T_STRING || config_table[i].type == T_LIST ||
+            config_table[i].type == T_LOGFORMAT) {
             char **p = field(c, &config_table[i]);
             free(*p);
             *p = NULL;

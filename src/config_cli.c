@@ -28,7 +28,7 @@ static void usage(FILE *out)
                  "Serve the WSGI application TARGET (app.py, a module, or module:attr).\n\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *e = &config_table[i];
-        char def[64];
+        char def[128];
         if (!e->lopt)
             continue;
         int col = fprintf(out, "  %c%c%c --%s%s%s", e->sopt ? '-' : ' ', e->sopt ? e->sopt : ' ',
@@ -134,6 +134,12 @@ int config_from_args(struct hugd_config *c, int argc, char **argv)
             target = optarg;
         } else if (e->type != T_ACTION && strcmp(e->key, "config") != 0 &&
                    config_set_value(c, e, optarg ? optarg : "yes", err, sizeof err) < 0) {
+            if (e->type == T_LOGFORMAT) {
+                /* The option is well formed; what it says is a bad configuration,
+                 * the same error a file with this format gets. */
+                fprintf(stderr, "hugd: --%s: %s\n", e->lopt, err);
+                return HUGD_EX_CONFIG;
+            }
             return usage_error("--%s: %s", e->lopt, err);
         }
     }

@@ -11,7 +11,19 @@
 #define HUGD_VERSION "0.1.0"
 #endif
 
-enum type { T_INT, T_MODE, T_SECONDS, T_SIZE, T_STRING, T_LIST, T_BIND, T_LEVEL, T_BOOL, T_ACTION };
+enum type {
+    T_INT,
+    T_MODE,
+    T_SECONDS,
+    T_SIZE,
+    T_STRING,
+    T_LIST,
+    T_BIND,
+    T_LEVEL,
+    T_BOOL,
+    T_ACTION,
+    T_LOGFORMAT
+};
 
 struct setting {
     const char *section; /* NULL: command line only */
@@ -27,7 +39,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 31
+#define CONFIG_NSETTINGS 34
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

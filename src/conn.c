@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hugd/accesslog.h"
 #include "hugd/http.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
@@ -23,6 +25,55 @@
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
 static int process(struct conn *c);
+
+/* What the master is to do with this connection if this worker dies:
+ * SBC_IDLE, it goes to another worker; SBC_ACTIVE, it is closed. */
+static void share_state(struct conn *c, int st)
+{
+    if (c->shared != st && c->rec) {
+        c->shared = st;
+        atomic_store_explicit(&c->rec->state, (uint8_t)st, memory_order_release);
+    }
+}
+
+/* Nothing read since the last response: nothing of it lives only here. */
+static void share_if_idle(struct conn *c)
+{
+    if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
+        share_state(c, SBC_IDLE);
+}
+
+/* Input to parse and run in this loop iteration's batch (conn_run_ready). */
+static void mark_ready(struct conn *c)
+{
+    if (c->in_ready)
+        return;
+    c->in_ready = 1;
+    c->ready_next = c->w->ready;
+    c->w->ready = c;
+    if (!c->w->draining) {
+        atomic_store(&c->w->slot->state, SB_QUEUED);
+        c->w->told_free = 0; /* free again later: say so again */
+    }
+}
+
+/* The first byte of `in` that still has to reach a worker's parser: the
+ * start of a request head not yet complete, or the unparsed rest. */
+static size_t unrun_from(const struct conn *c)
+{
+    return c->state == CONN_READING && c->req.started && !c->req.head_done ? c->head_mark
+                                                                           : c->in.off;
+}
+
+/* The application, around each call into it (the iterable's close()
+ * included): the scoreboard shows the request, the timeout sees it, and the
+ * mover may move the other connections. */
+static void app_enter(struct conn *c)
+{
+    const struct http_request *r = &c->req;
+    worker_enter_app(c->w, c, llhttp_method_name((llhttp_method_t)r->method), r->arena.p + r->url,
+                     r->url_len);
+}
 
 static void set_deadline(struct conn *c, double seconds)
 {
@@ -64,6 +115,8 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     }
     c->w = w;
     c->fd = fd;
+    c->id = m->id;
+    c->rec = sb_conn(w->sb, (int)m->id);
     c->listener = m->listener < w->nlisteners ? m->listener : 0;
     c->resp.file_fd = -1;
     c->resp.content_length = -1;
@@ -77,8 +130,6 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     http_conn_init(c);
-    if (m->datalen)
-        buf_append(&c->in, data, m->datalen);
     ev_io_init(&c->io, on_io, fd, EV_READ);
     ev_init(&c->timer, on_timer);
     c->next = w->conns;
@@ -89,6 +140,15 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     c->state = CONN_READING;
     ev_io_start(w->loop, &c->io);
     set_deadline(c, w->cfg->header_timeout);
+    if (m->datalen) {
+        /* Moved here with a request (or part of one) another worker had
+         * read: it is to be run even if the socket has nothing more. */
+        share_state(c, SBC_ACTIVE);
+        buf_append(&c->in, data, m->datalen);
+        mark_ready(c);
+    } else {
+        share_state(c, SBC_IDLE);
+    }
     /* The request is usually there already: read it now, not after a loop
      * iteration. */
     on_io(w->loop, &c->io, EV_READ);
@@ -109,10 +169,22 @@ void conn_close(struct conn *c)
             pp = &(*pp)->flush_next;
         *pp = c->flush_next;
     }
-    wsgi_finish(c);
+    if (c->resp.result) {
+        app_enter(c);
+        wsgi_finish(c);
+        worker_leave_app(w);
+    }
     wsgi_drop_pending(c);
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
+    if (!c->given_away)
+        share_state(c, SBC_CLOSED);
+    if (c->given_away && w->epoll_fd >= 0) {
+        /* The descriptor lives on in another process: without this, its
+         * events would go on reaching our epoll set after close(), and
+         * libev would rebuild the whole set. */
+        epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    }
     close(c->fd);
     if (c->resp.file_fd >= 0)
         close(c->resp.file_fd);
@@ -128,32 +200,41 @@ void conn_close(struct conn *c)
     buf_free(&c->out);
     buf_free(&c->resp.head);
     buf_free(&c->resp.status_line);
+    uint32_t id = c->id;
+    int released = !c->given_away;
     free(c);
-    worker_conn_closed(w, NULL);
+    worker_conn_closed(w, id, released);
 }
 
 /* Give an idle keep-alive connection back to the master, which passes it
  * to another worker: the client never sees it close.  Always returns -1:
  * the connection is no longer ours either way. */
-static int send_back(struct conn *c)
+int conn_give_away(struct conn *c)
 {
-    /* Async-signal-safe: conn_rescue uses it too.  Unparsed input travels
-     * with the connection. */
+    /* No Python, no loop: the mover calls it.  What was read and not yet
+     * run travels with the connection. */
+    size_t from = unrun_from(c);
     struct chan_msg m;
     memset(&m, 0, sizeof(m));
-    m.type = CHAN_CONN;
+    m.type = CHAN_BACK;
+    m.id = c->id;
     m.listener = (uint16_t)c->listener;
     m.peerlen = (uint32_t)c->peerlen;
     m.peer = c->peer;
-    m.datalen = (uint32_t)(c->in.len - c->in.off);
-    if (m.datalen > CHAN_MAX_DATA)
+    m.datalen = (uint32_t)(c->in.len - from);
+    if (c->in.len - from > CHAN_MAX_DATA) {
+        errno = EMSGSIZE;
         return -1;
-    return channel_send_conn(c->w->channel, c->fd, &m, c->in.p ? c->in.p + c->in.off : NULL);
+    }
+    if (channel_send(c->w->channel, &m, c->in.p ? c->in.p + from : NULL) < 0)
+        return -1;
+    c->given_away = 1;
+    return 0;
 }
 
 static int hand_back(struct conn *c)
 {
-    if (send_back(c) < 0)
+    if (conn_give_away(c) < 0)
         log_debug("cannot hand a connection back: %s", strerror(errno));
     conn_close(c);
     return -1;
@@ -189,8 +270,10 @@ static int linger_read(struct conn *c)
     }
 }
 
-/* Write what is queued.  1: all out; 0: the socket is full; -1: closed. */
-static int flush(struct conn *c)
+/* Write what is queued, with no Python and without closing (the mover uses
+ * it too).  1: all out; 0: the socket is full; -1: failed (errno; ENODATA:
+ * the file being sent shrank). */
+static int write_out(struct conn *c)
 {
     struct http_response *rp = &c->resp;
     for (;;) {
@@ -213,11 +296,7 @@ static int flush(struct conn *c)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
-                return 0;
-            log_debug("write to %s: %s", c->peer_addr, strerror(errno));
-            conn_close(c);
-            return -1;
+            return errno == EAGAIN ? 0 : -1;
         }
         size_t done = (size_t)w;
         size_t from_head = done < head ? done : head;
@@ -225,11 +304,7 @@ static int flush(struct conn *c)
         done -= from_head;
         if (c->out.off == c->out.len)
             buf_clear(&c->out);
-        if (rp->pending) {
-            rp->pending_off += done;
-            if (rp->pending_off == (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending))
-                wsgi_drop_pending(c);
-        }
+        rp->pending_off += done;
     }
     while (rp->file_left) {
         size_t want_n = rp->file_left > (1u << 30) ? (1u << 30) : (size_t)rp->file_left;
@@ -237,59 +312,82 @@ static int flush(struct conn *c)
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
-                return 0;
-            log_debug("sendfile to %s: %s", c->peer_addr, strerror(errno));
-            conn_close(c);
-            return -1;
+            return errno == EAGAIN ? 0 : -1;
         }
         if (w == 0) {
-            /* The file shrank under us: the promised length can't be met. */
-            log_warnx("file for %s ended early; closing the connection", c->peer_addr);
-            conn_close(c);
+            errno = ENODATA;
             return -1;
         }
         rp->file_left -= (uint64_t)w;
     }
-    if (rp->file_fd >= 0 && rp->finished) {
+    return 1;
+}
+
+/* Write what is queued.  1: all out; 0: the socket is full; -1: closed. */
+static int flush(struct conn *c)
+{
+    struct http_response *rp = &c->resp;
+    int r = write_out(c);
+    if (rp->pending && rp->pending_off == (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending))
+        wsgi_drop_pending(c);
+    if (r < 0) {
+        if (errno == ENODATA) /* the promised length can't be met */
+            log_warnx("file for %s ended early; closing the connection", c->peer_addr);
+        else
+            log_debug("write to %s: %s", c->peer_addr, strerror(errno));
+        conn_close(c);
+        return -1;
+    }
+    if (r == 1 && rp->file_fd >= 0 && rp->finished) {
         close(rp->file_fd);
         rp->file_fd = -1;
     }
-    return 1;
+    return r;
+}
+
+int conn_move_write(struct conn *c)
+{
+    int r = write_out(c);
+    if (r < 0)
+        c->move_error = 1;
+    return r;
 }
 
 static void access_log(struct conn *c)
 {
     if (!log_access_enabled())
         return;
-    const struct http_request *r = &c->req;
-    char t[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(t, sizeof(t), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    size_t rl = 0, ul = 0;
-    const char *ref = http_header(r, "referer", &rl);
-    const char *ua = http_header(r, "user-agent", &ul);
-    char line[4096];
-    int n = snprintf(
-        line, sizeof(line), "%s - - [%s] \"%s %.*s HTTP/%d.%d\" %d %llu \"%.*s\" \"%.*s\" %.6f\n",
-        c->peer_addr[0] ? c->peer_addr : "-", t, llhttp_method_name((llhttp_method_t)r->method),
-        (int)(r->url_len > 2000 ? 2000 : r->url_len), r->arena.p + r->url, r->major, r->minor,
-        c->resp.status, (unsigned long long)c->resp.body_sent, ref ? (int)(rl > 500 ? 500 : rl) : 1,
-        ref ? ref : "-", ua ? (int)(ul > 500 ? 500 : ul) : 1, ua ? ua : "-",
-        ev_time() - r->started_at);
-    if (n > 0)
-        log_access_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    ev_tstamp now = ev_time();
+    const struct accesslog_entry e = {
+        .req = &c->req,
+        .status = c->resp.status,
+        .bytes = c->resp.body_sent,
+        .now = now,
+        .duration = c->req.started_at > 0 ? now - c->req.started_at : 0,
+        .peer = c->peer_addr,
+        .resp_head = c->resp.head.p,
+        .resp_head_len = c->resp.head.len,
+    };
+    accesslog_write(&e);
+}
+
+/* A response is all out: what every response is counted for. */
+static void account_response(struct conn *c)
+{
+    if (c->resp.result) {
+        app_enter(c);
+        wsgi_finish(c);
+        worker_leave_app(c->w);
+    }
+    access_log(c);
+    c->requests++;
+    worker_request_done(c->w);
 }
 
 /* The response is out.  Returns 0 when the connection goes on reading. */
 static int finish_response(struct conn *c)
 {
-    wsgi_finish(c);
-    access_log(c);
-    c->requests++;
-    worker_request_done(c->w);
+    account_response(c);
     buf_clear(&c->resp.head);
     if (!c->keepalive)
         return start_closing(c);
@@ -297,6 +395,7 @@ static int finish_response(struct conn *c)
     c->state = CONN_READING;
     if (c->w->draining && c->in.off == c->in.len)
         return hand_back(c);
+    share_if_idle(c);
     want(c, EV_READ);
     set_deadline(c, c->w->cfg->keepalive);
     return 0;
@@ -326,7 +425,10 @@ static int continue_response(struct conn *c)
         }
         if (c->resp.finished)
             return finish_response(c);
-        if (wsgi_produce(c) < 0) {
+        app_enter(c);
+        int rc = wsgi_produce(c);
+        worker_leave_app(c->w);
+        if (rc < 0) {
             /* Headers are out and the body cannot be completed: the only
              * honest signal left is closing the connection. */
             c->keepalive = 0;
@@ -338,6 +440,9 @@ static int continue_response(struct conn *c)
 static int answer_error(struct conn *c, int status)
 {
     c->resp.status = status;
+    /* What the access log counts: the reason line http_error_response sends,
+     * not what a previous response on this connection sent. */
+    c->resp.body_sent = strlen(http_reason(status)) + 1;
     c->keepalive = 0;
     c->resp.finished = 1;
     http_error_response(&c->out, status, ev_now(c->w->loop));
@@ -359,6 +464,8 @@ static int send_continue(struct conn *c)
 static int process(struct conn *c)
 {
     while (c->state == CONN_READING && c->in.off < c->in.len) {
+        if (!c->req.started)
+            c->head_mark = c->in.off;
         enum http_feed_result r = http_feed(c);
         if (r == FEED_ERROR)
             return answer_error(c, c->req.error_status);
@@ -379,11 +486,13 @@ static int process(struct conn *c)
          * again, so toggling it would cost two epoll_ctl calls each. */
         c->state = CONN_RESPONDING;
         c->keepalive = c->req.keepalive && c->w->cfg->keepalive > 0;
+        app_enter(c);
         wsgi_respond(c);
+        worker_leave_app(c->w);
         if (continue_response(c) < 0)
             return -1;
     }
-    if (c->state == CONN_READING && c->in.off == c->in.len)
+    if (c->state == CONN_READING && unrun_from(c) == c->in.len)
         buf_clear(&c->in);
     return 0;
 }
@@ -391,19 +500,26 @@ static int process(struct conn *c)
 static void read_some(struct conn *c)
 {
     for (;;) {
-        if (c->in.off && c->in.cap - c->in.len < READ_CHUNK / 2) {
-            memmove(c->in.p, c->in.p + c->in.off, c->in.len - c->in.off);
-            c->in.len -= c->in.off;
-            c->in.off = 0;
+        size_t keep = unrun_from(c);
+        if (keep && c->in.cap - c->in.len < READ_CHUNK / 2) {
+            memmove(c->in.p, c->in.p + keep, c->in.len - keep);
+            c->in.len -= keep;
+            c->in.off -= keep;
+            c->head_mark -= c->head_mark >= keep ? keep : c->head_mark;
         }
         buf_reserve(&c->in, READ_CHUNK);
         size_t room = c->in.cap - c->in.len;
+        /* Before the bytes leave the kernel: from here on they exist only
+         * in this worker. */
+        share_state(c, SBC_ACTIVE);
         ssize_t n = read(c->fd, c->in.p + c->in.len, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
+                share_if_idle(c);
                 return;
+            }
             log_debug("read from %s: %s", c->peer_addr, strerror(errno));
             conn_close(c);
             return;
@@ -420,15 +536,7 @@ static void read_some(struct conn *c)
              * socket has been read (conn_run_ready): the loop then runs the
              * kernel's work together and Python's together, which keeps
              * each in cache. */
-            if (!c->in_ready) {
-                c->in_ready = 1;
-                c->ready_next = c->w->ready;
-                c->w->ready = c;
-                if (!c->w->draining) {
-                    atomic_store(&c->w->slot->state, SB_QUEUED);
-                    c->w->told_free = 0; /* free again later: say so again */
-                }
-            }
+            mark_ready(c);
             return;
         }
         if (process(c) < 0 || c->state != CONN_READING)
@@ -443,7 +551,7 @@ void conn_run_ready(struct worker *w)
         struct conn *c = w->ready;
         w->ready = c->ready_next;
         c->in_ready = 0;
-        if (c->state == CONN_READING)
+        if (c->state == CONN_READING && !c->given_away)
             process(c);
     }
     w->batching = 0;
@@ -451,6 +559,8 @@ void conn_run_ready(struct worker *w)
         struct conn *c = w->flush;
         w->flush = c->flush_next;
         c->in_flush = 0;
+        if (c->given_away)
+            continue; /* the mover wrote it out and moved it: conn_sweep */
         /* Pipelined requests already read go on; new input is the read
          * watcher's, next iteration. */
         if (continue_response(c) == 0 && c->state == CONN_READING)
@@ -464,6 +574,8 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     struct conn *c = (struct conn *)((char *)io - offsetof(struct conn, io));
+    if (c->given_away)
+        return; /* another worker's now: conn_sweep lets go of it */
     if (c->state == CONN_CLOSING) {
         linger_read(c);
         return;
@@ -485,6 +597,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+    if (c->given_away)
+        return;
     ev_tstamp left = c->deadline - ev_now(loop);
     if (left > 0.001) {
         ev_timer_set(t, left, 0.);
@@ -499,48 +613,26 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     conn_close(c);
 }
 
-void conn_rescue(struct worker *w)
+enum conn_move conn_move_plan(const struct conn *c)
 {
-    int saved = errno;
-    /* Connections the master sent just before we went into this request
-     * still sit in the channel: straight back with them. */
-    for (;;) {
-        static char data[CHAN_MAX_DATA];
-        struct chan_msg m;
-        int fd;
-        if (channel_recv(w->channel, &m, &fd, data) <= 0)
-            break;
-        if (m.type != CHAN_CONN) {
-            if (fd >= 0)
-                close(fd);
-            continue;
-        }
-        atomic_fetch_add(&w->slot->received, 1);
-        atomic_fetch_add(&w->slot->closed, 1);
-        if (fd >= 0) {
-            channel_send_conn(w->channel, fd, &m, data);
-            close(fd);
-        }
+    if (c->given_away || c->move_error)
+        return MOVE_STAY;
+    if (c->state == CONN_RESPONDING && c->in_flush) {
+        const struct http_response *rp = &c->resp;
+        if (buf_pending(&c->out) || rp->file_left ||
+            (rp->pending && rp->pending_off < (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending)))
+            return MOVE_WRITE;
+        if (!c->keepalive)
+            return MOVE_STAY; /* it closes once the worker is back */
+    } else if (c->state != CONN_READING || c->req.head_done) {
+        /* A body arriving, a response to a slow reader or from a generator,
+         * a closing connection: only this worker can go on with them. */
+        return MOVE_STAY;
     }
-    for (struct conn *c = w->conns; c; c = c->next) {
-        if (c->given_away)
-            continue;
-        if (c->in_flush && !c->resp.pending && !c->resp.file_left) {
-            /* Done before the long request started: send it now. */
-            while (c->out.off < c->out.len) {
-                ssize_t n = write(c->fd, c->out.p + c->out.off, c->out.len - c->out.off);
-                if (n <= 0)
-                    break;
-                c->out.off += (size_t)n;
-            }
-            if (c->out.off == c->out.len && c->keepalive && c->in.off == c->in.len &&
-                send_back(c) == 0)
-                c->given_away = w->gave_away = 1;
-        } else if (c->state == CONN_READING && !c->req.started && send_back(c) == 0) {
-            c->given_away = w->gave_away = 1;
-        }
-    }
-    errno = saved;
+    size_t n = c->in.len - unrun_from(c);
+    if (n > CHAN_MAX_DATA)
+        return MOVE_STAY;
+    return n ? MOVE_NOW : MOVE_ON_INPUT;
 }
 
 void conn_sweep(struct worker *w)
@@ -550,12 +642,9 @@ void conn_sweep(struct worker *w)
         if (!c->given_away)
             continue;
         if (c->state == CONN_RESPONDING) {
-            /* Its response went out from conn_rescue: account for it. */
+            /* The mover wrote its response out before moving it. */
             buf_clear(&c->out);
-            wsgi_finish(c);
-            access_log(c);
-            c->requests++;
-            worker_request_done(w);
+            account_response(c);
         }
         conn_close(c);
     }

@@ -4,10 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hugd/ascii.h"
 #include "hugd/http_rules.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
@@ -54,6 +54,25 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
         r->url = (uint32_t)r->arena.len;
     buf_append(&r->arena, at, len);
     r->url_len += (uint32_t)len;
+    return 0;
+}
+
+/* Method and version are noted as soon as they are parsed, so that a
+ * request refused before its head is complete is logged as far as it got. */
+static int on_method_complete(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->method = (uint8_t)llhttp_get_method(p);
+    r->have_method = 1;
+    return 0;
+}
+
+static int on_version_complete(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    r->major = llhttp_get_http_major(p);
+    r->minor = llhttp_get_http_minor(p);
+    r->have_version = 1;
     return 0;
 }
 
@@ -200,9 +219,9 @@ static int on_headers_complete(llhttp_t *p)
         while (h->value_len && (r->arena.p[h->value + h->value_len - 1] == ' ' ||
                                 r->arena.p[h->value + h->value_len - 1] == '\t'))
             h->value_len--;
-        if (h->name_len == 4 && strncasecmp(name, "host", 4) == 0)
+        if (h->name_len == 4 && ascii_case_eq(name, "host", 4))
             has_host = 1;
-        else if (!expect && h->name_len == 6 && strncasecmp(name, "expect", 6) == 0) {
+        else if (!expect && h->name_len == 6 && ascii_case_eq(name, "expect", 6)) {
             expect = r->arena.p + h->value;
             expect_len = h->value_len;
         }
@@ -234,7 +253,7 @@ static int on_headers_complete(llhttp_t *p)
         has_body = 1;
     }
     if (expect) {
-        if (expect_len != 12 || strncasecmp(expect, "100-continue", 12) != 0)
+        if (expect_len != 12 || !ascii_case_eq(expect, "100-continue", 12))
             return fail(p, 417);
         r->expect_continue = has_body && r->major == 1 && r->minor >= 1;
     }
@@ -334,6 +353,8 @@ void http_conn_init(struct conn *c)
         llhttp_settings_init(&settings);
         settings.on_message_begin = on_message_begin;
         settings.on_url = on_url;
+        settings.on_method_complete = on_method_complete;
+        settings.on_version_complete = on_version_complete;
         settings.on_header_field = on_header_field;
         settings.on_header_value = on_header_value;
         settings.on_headers_complete = on_headers_complete;
@@ -354,6 +375,7 @@ void http_request_reset(struct http_request *r)
     r->nhdrs = 0;
     r->in_value = r->started = r->head_done = r->complete = r->timed = 0;
     r->keepalive = r->expect_continue = r->has_length = 0;
+    r->have_method = r->have_version = 0;
     r->content_length = 0;
     /* Large buffers are not kept between requests on an idle connection. */
     if (r->body.cap > (64 << 10))
@@ -559,7 +581,7 @@ const char *http_header(const struct http_request *r, const char *name, size_t *
     size_t n = strlen(name);
     for (int i = 0; i < r->nhdrs; i++) {
         const struct http_header *h = &r->hdrs[i];
-        if (h->name_len == n && strncasecmp(r->arena.p + h->name, name, n) == 0) {
+        if (h->name_len == n && ascii_case_eq(r->arena.p + h->name, name, n)) {
             *len = h->value_len;
             return r->arena.p + h->value;
         }

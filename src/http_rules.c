@@ -4,48 +4,31 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-/* Own ASCII classes: <ctype.h> follows the locale, and a byte's meaning
- * on the wire must not. */
+#include "hugd/ascii.h"
+
 static int is_digit(char c)
 {
-    return c >= '0' && c <= '9';
+    return ascii_is_digit((unsigned char)c);
 }
 
 static int is_alpha(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return ascii_lower((unsigned char)c) >= 'a' && ascii_lower((unsigned char)c) <= 'z';
 }
 
 static int is_hex(char c)
 {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    return ascii_hex_value((unsigned char)c) >= 0;
 }
 
-static char lower(char c)
+static int is_tchar(char c)
 {
-    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
-}
-
-static int same_nocase(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (lower(a[i]) != lower(b[i]))
-            return 0;
-    return 1;
+    return ascii_is_tchar((unsigned char)c);
 }
 
 int http_field_is(const char *name, size_t n, const char *lower_name)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!lower_name[i] || lower(name[i]) != lower_name[i])
-            return 0;
-    return lower_name[n] == 0;
-}
-
-/* RFC 9110 5.6.2 tchar. */
-static int is_tchar(char c)
-{
-    return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+    return strlen(lower_name) == n && ascii_case_eq(name, lower_name, n);
 }
 
 static int is_ows(char c)
@@ -117,7 +100,7 @@ int http_valid_authority(const char *p, size_t n)
 int http_same_authority(const char *a, size_t an, const char *b, size_t bn, unsigned default_port)
 {
     size_t ah = host_len(a, an), bh = host_len(b, bn);
-    return ah == bh && same_nocase(a, b, ah) &&
+    return ah == bh && ascii_case_eq(a, b, ah) &&
            port_of(a, an, ah, default_port) == port_of(b, bn, bh, default_port);
 }
 
@@ -136,9 +119,9 @@ void http_parse_target(const char *u, size_t n, struct http_target *t)
     size_t s = 0;
     while (s < n && u[s] != ':')
         s++;
-    if (s == 4 && same_nocase(u, "http", 4))
+    if (s == 4 && ascii_case_eq(u, "http", 4))
         t->default_port = 80;
-    else if (s == 5 && same_nocase(u, "https", 5))
+    else if (s == 5 && ascii_case_eq(u, "https", 5))
         t->default_port = 443;
     else
         return;
@@ -159,7 +142,7 @@ void http_parse_target(const char *u, size_t n, struct http_target *t)
 
 int http_check_transfer_encoding(const char *v, size_t n)
 {
-    if (n == 7 && same_nocase(v, "chunked", 7))
+    if (n == 7 && ascii_case_eq(v, "chunked", 7))
         return 0;
     /* A list of codings, each a token with optional parameters; chunked
      * once, last and bare.  Empty elements are refused rather than
@@ -174,7 +157,7 @@ int http_check_transfer_encoding(const char *v, size_t n)
             i++;
         if (i == t)
             return 400;
-        last_chunked = i - t == 7 && same_nocase(v + t, "chunked", 7);
+        last_chunked = i - t == 7 && ascii_case_eq(v + t, "chunked", 7);
         chunked += last_chunked;
         while (i < n && is_ows(v[i]))
             i++;

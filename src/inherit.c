@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hugd/ascii.h"
 #include "hugd/buf.h"
 
 #define SD_LISTEN_FDS_START 3
@@ -29,43 +30,32 @@ static void put_encoded(struct buf *b, const char *s)
     }
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Two hex digits at s, or -1.  s[1] is only read when s[0] is a digit, so
- * a string ending in one digit is not read past its end. */
+/* Two hex digits at s as a byte, or -1 (also at the end of the string). */
 static int hex_byte(const char *s)
 {
-    int hi = hex_value(s[0]), lo = hi < 0 ? -1 : hex_value(s[1]);
+    int hi = ascii_hex_value((unsigned char)s[0]);
+    int lo = hi < 0 ? -1 : ascii_hex_value((unsigned char)s[1]);
     return lo < 0 ? -1 : hi * 16 + lo;
 }
 
-/* NULL for a "%00" or when out of memory. */
+/* put_encoded's inverse; NULL for an escape that is not %XX, or is %00. */
 static char *decode(const char *s)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
     if (!out)
         return NULL;
     for (; *s; s++) {
-        int v;
-        if (*s == '%' && (v = hex_byte(s + 1)) >= 0) {
-            if (v == 0) { /* a NUL would cut the string short of what was sent */
-                free(out);
-                return NULL;
-            }
-            *o++ = (char)v;
-            s += 2;
-        } else {
+        if (*s != '%') {
             *o++ = *s;
+            continue;
         }
+        int v = hex_byte(s + 1);
+        if (v <= 0) { /* a NUL would also cut the string short (found by fuzzing) */
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)v;
+        s += 2;
     }
     *o = '\0';
     return out;
@@ -93,92 +83,111 @@ static int grow(void **arr, int n, size_t size)
     return 0;
 }
 
-/* Descriptors and flags as the encoder writes them: anything else (a
- * negative number, one that overflowed) would not read back the same. */
-static int is_fd(int fd)
+/* sscanf matched up to %n at `end`, and that is the end of the line. */
+static int whole(const char *line, int end)
 {
-    return fd >= 0;
+    return end >= 0 && line[end] == '\0';
 }
 
-static int is_flag(int v)
+static int bit(int v)
 {
     return v == 0 || v == 1;
 }
 
+/* Every number is checked: a pid of 0 or -1 would make the master's kill()
+ * hit its whole group or every process it may signal, a negative listener
+ * index would pick a socket outside the table. */
 static int parse_line(struct inherited *in, const char *line)
 {
-    int a, b, c, d;
+    int a, b, c, d, end = -1;
     char bind[1024];
     switch (line[0]) {
     case 'V':
         /* A binary that doesn't know this version must not guess: an
          * upgrade across formats fails cleanly and the old master stays. */
-        return sscanf(line, "V %d", &a) == 1 && a == INHERIT_VERSION ? 0 : -1;
-    case 'L':
-        if (in->nls >= HUGD_MAX_BINDS || sscanf(line, "L %d %d %1023s", &a, &b, bind) != 3 ||
-            !is_fd(a) || !is_flag(b))
+        return sscanf(line, "V %d%n", &a, &end) == 1 && whole(line, end) && a == INHERIT_VERSION
+                   ? 0
+                   : -1;
+    case 'L': {
+        if (in->nls >= HUGD_MAX_BINDS ||
+            sscanf(line, "L %d %d %1023s%n", &a, &b, bind, &end) != 3 || !whole(line, end) ||
+            a < 0 || !bit(b))
             return -1;
-        /* A bind (a unix path at most) is short: one so long that the
-         * token may have been cut, or that could not be encoded again
-         * within it (each byte as %XX), is not one (found by fuzzing). */
-        if (strlen(bind) >= sizeof(bind) - 1 || !(in->ls[in->nls].bind = decode(bind)))
+        char *s = decode(bind);
+        if (!s)
             return -1;
-        if (strlen(in->ls[in->nls].bind) > (sizeof(bind) - 1) / 3) {
-            free(in->ls[in->nls].bind);
+        /* A bind (a unix path at most) is short: one that could not be
+         * encoded again within an item (each byte as %XX) is not one
+         * (found by fuzzing). */
+        if (strlen(s) > (sizeof(bind) - 1) / 3) {
+            free(s);
             return -1;
         }
         in->ls[in->nls].fd = a;
         in->ls[in->nls].systemd = b;
+        in->ls[in->nls].bind = s;
         close_on_exec(a);
         in->nls++;
         return 0;
+    }
     case 'S':
-        if (sscanf(line, "S %d", &in->sb_fd) != 1 || !is_fd(in->sb_fd))
+        if (sscanf(line, "S %d%n", &a, &end) != 1 || !whole(line, end) || a < 0)
             return -1;
-        close_on_exec(in->sb_fd);
+        in->sb_fd = a;
+        close_on_exec(a);
         return 0;
     case 'W':
-        if (sscanf(line, "W %d %d %d %d", &a, &b, &c, &d) != 4 || a < 0 || a >= HUGD_MAX_WORKERS ||
-            b <= 0 || !is_fd(c) || !is_flag(d) || grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
+        if (sscanf(line, "W %d %d %d %d%n", &a, &b, &c, &d, &end) != 4 || !whole(line, end) ||
+            a < 0 || a >= HUGD_MAX_WORKERS || b <= 0 || c < 0 || !bit(d))
+            return -1;
+        for (int i = 0; i < in->nw; i++)
+            if (in->w[i].slot == a)
+                return -1;
+        if (grow((void **)&in->w, in->nw, sizeof(*in->w)) < 0)
             return -1;
         in->w[in->nw++] = (struct inherit_worker){a, (pid_t)b, c, d};
         close_on_exec(c);
         return 0;
     case 'Q': {
-        int used = 0;
-        if (sscanf(line, "Q %d %d%n", &a, &b, &used) != 2 || !is_fd(a) || b < 0 ||
-            grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0)
+        if (sscanf(line, "Q %d %d%n", &a, &b, &end) != 2 || end < 0 || a < 0 || b < 0)
             return -1;
+        const char *hex = line + end + (line[end] == ' ');
+        size_t n = strlen(hex);
+        if (n % 2)
+            return -1;
+        n /= 2;
         struct inherit_conn q = {a, b, NULL, 0};
-        const char *hex = line + used + (line[used] == ' ');
-        size_t n = strlen(hex) / 2;
-        if (strlen(hex) % 2)
+        if (n && !(q.data = malloc(n)))
             return -1;
-        if (n && (q.data = malloc(n))) {
-            for (size_t i = 0; i < n; i++) {
-                int v = hex_byte(hex + 2 * i);
-                if (v < 0) {
-                    free(q.data);
-                    return -1;
-                }
-                q.data[i] = (char)v;
+        for (size_t i = 0; i < n; i++) {
+            int v = hex_byte(hex + 2 * i);
+            if (v < 0) {
+                free(q.data);
+                return -1;
             }
-            q.datalen = (unsigned)n;
+            q.data[i] = (char)v;
+        }
+        q.datalen = (unsigned)n;
+        if (grow((void **)&in->q, in->nq, sizeof(*in->q)) < 0) {
+            free(q.data);
+            return -1;
         }
         in->q[in->nq++] = q;
         close_on_exec(a);
         return 0;
     }
     case 'U':
-        if (sscanf(line, "U %d", &in->upgrade_fd) != 1 || !is_fd(in->upgrade_fd))
+        if (sscanf(line, "U %d%n", &a, &end) != 1 || !whole(line, end) || a < 0)
             return -1;
-        close_on_exec(in->upgrade_fd);
+        in->upgrade_fd = a;
+        close_on_exec(a);
         return 0;
     case 'T':
-        return sscanf(line, "T %d %d", &in->target, &in->workers_setting) == 2 && in->target > 0 &&
-                       in->workers_setting >= 0
-                   ? 0
-                   : -1;
+        if (sscanf(line, "T %d %d%n", &a, &b, &end) != 2 || !whole(line, end) || a < 0 || b < 0)
+            return -1;
+        in->target = a;
+        in->workers_setting = b;
+        return 0;
     }
     return -1;
 }
@@ -204,27 +213,33 @@ int inherit_from_env(struct inherited *in)
 {
     memset(in, 0, sizeof(*in));
     in->sb_fd = in->upgrade_fd = -1;
+    int rc = 0;
     const char *env = getenv("HUGD_INHERIT");
     if (env) {
         char *copy = strdup(env), *save = NULL;
-        if (!copy)
-            return -1;
-        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!copy) {
+            fprintf(stderr, "hugd: HUGD_INHERIT: out of memory\n");
+            rc = -1;
+        }
+        for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line;
+             line = strtok_r(NULL, "\n", &save)) {
             if (parse_line(in, line) < 0) {
                 fprintf(stderr, "hugd: HUGD_INHERIT: bad item '%s'\n", line);
-                free(copy);
-                return -1;
+                inherit_free(in);
+                rc = -1;
+                break;
             }
         }
         free(copy);
     } else {
         from_systemd(in);
     }
+    /* Also after a refusal: whatever runs next must not take it for its own. */
     unsetenv("HUGD_INHERIT");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDNAMES");
-    return 0;
+    return rc;
 }
 
 char *inherit_encode(const struct inherited *in)

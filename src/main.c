@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hugd/accesslog.h"
 #include "hugd/config.h"
 #include "hugd/inherit.h"
 #include "hugd/log.h"
@@ -126,6 +127,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     master_block_signals(cfg.check_config ? -1 : 2);
     umask((mode_t)cfg.umask);
+    char err[512];
+    if (pyapp_use_virtualenv(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hugd: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
     if (cfg.chdir && chdir(cfg.chdir) < 0) {
         fprintf(stderr, "hugd: chdir %s: %s\n", cfg.chdir, strerror(errno));
         return HUGD_EX_CONFIG;
@@ -152,12 +158,26 @@ int main(int argc, char **argv)
             return HUGD_EX_CONFIG;
     }
 
+    if (pyapp_virtualenv())
+        log_info("using the virtualenv %s", pyapp_virtualenv());
+    if (accesslog_setup(cfg.access_logformat, err, sizeof(err)) < 0) {
+        fprintf(stderr, "hugd: access_logformat: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
+
+    /* Refused before any socket is bound: a port is never taken, nor a
+     * "listening" line logged, by a server that will not run.  (A reload
+     * keeps the previous workers instead; privs_drop decides there.) */
+    if (!reload && privs_check(cfg.user, cfg.allow_root, err, sizeof(err)) < 0) {
+        log_crit(0, "%s", err);
+        return HUGD_EX_CONFIG;
+    }
+
     int app_ok_possible = 1;
     struct listener ls[HUGD_MAX_BINDS];
     int nls = open_listeners(&cfg, &inh, ls, reload);
     if (nls <= 0)
         return HUGD_EX_OSERR;
-    char err[512];
     if (privs_drop(cfg.user, cfg.group, cfg.allow_root, err, sizeof(err)) < 0) {
         log_crit(0, "%s", err);
         if (!reload)

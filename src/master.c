@@ -1,13 +1,15 @@
 /* The master: accept, choose a worker, hand over; signals; stopping.
- * Signal handlers are libev watchers, so every reaction runs in the loop,
- * never inside a handler.  Worker processes are master_workers.c's, reload
- * and upgrade master_reload.c's. */
+ * Signal handlers only count and wake the loop, so every reaction runs in
+ * the loop, never inside a handler.  Worker processes are
+ * master_workers.c's, reload and upgrade master_reload.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "hugd/balancer.h"
@@ -22,29 +24,45 @@ struct master M;
 
 /* ---- handing connections over ---------------------------------------- */
 
+/* 0: sent to worker i; -1: its channel is full; -2: it is broken. */
+static int send_to(int i, int fd, const struct chan_msg *msg, const char *data)
+{
+    struct chan_msg m = *msg;
+    m.type = CHAN_CONN;
+    m.id = (uint32_t)fd;
+    struct sb_slot *s = &M.sb->slot[i];
+    /* Count it before sending, so that a scoreboard read in between never
+     * sees this worker as emptier than it is. */
+    atomic_fetch_add(&s->sent, 1);
+    conns_sending(fd, i, m.datalen > 0);
+    /* Our descriptor stays open: see master_conns.c. */
+    if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0)
+        return 0;
+    int e = errno;
+    conns_unsent(fd);
+    atomic_fetch_sub(&s->sent, 1);
+    if (e == EAGAIN || e == ENOBUFS)
+        return -1;
+    log_warn(e, "handing a connection to worker %d", i);
+    atomic_store(&s->accepting, 0);
+    return -2;
+}
+
 /* 0: handed over; -1: keep it (nobody free or the send failed). */
 static int hand_over(int fd, const struct chan_msg *msg, const char *data)
 {
-    int tries = M.nslots;
+    int tries = M.nlive;
     while (tries-- > 0) {
-        int i = balancer_pick(M.sb, M.rr);
+        int i = balancer_pick(M.sb, M.live, M.nlive, M.rr);
         if (i < 0)
             return -1;
-        struct sb_slot *s = &M.sb->slot[i];
-        /* Count it before sending, so that a scoreboard read in between
-         * never sees this worker as emptier than it is. */
-        atomic_fetch_add(&s->sent, 1);
-        if (channel_send_conn(M.w[i].ch, fd, msg, data) == 0) {
-            close(fd);
+        int r = send_to(i, fd, msg, data);
+        if (r == 0) {
             M.rr = (i + 1) % M.nslots;
             return 0;
         }
-        int e = errno;
-        atomic_fetch_sub(&s->sent, 1);
-        if (e == EAGAIN || e == ENOBUFS)
+        if (r == -1)
             return -1;
-        log_warn(e, "handing a connection to worker %d", i);
-        atomic_store(&s->accepting, 0);
     }
     return -1;
 }
@@ -92,6 +110,22 @@ void master_dispatch_queue(void)
     pause_accepting(0);
 }
 
+void master_dispatch_to(int i)
+{
+    /* Worker i said it was free when it was about to wait.  Under load it
+     * is rarely still free by the time the master looks (a keep-alive
+     * client of its own has sent again), and a connection queued for a
+     * worker that stays free could wait for as long as the slowest request
+     * runs.  The one that asked gets the oldest: it serves it after its
+     * current batch, a few milliseconds at most. */
+    if (!M.qlen || M.handover || M.stopping || M.w[i].pid <= 0 ||
+        !atomic_load(&M.sb->slot[i].accepting))
+        return;
+    struct queued *e = &M.q[M.qhead];
+    if (send_to(i, e->fd, &e->msg, e->data) == 0)
+        pop_queue();
+}
+
 static void enqueue(int fd, const struct chan_msg *msg, const char *data)
 {
     int tail = (M.qhead + M.qlen) % M.qcap;
@@ -100,7 +134,7 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
     M.q[tail].data = NULL;
     if (msg->datalen && !(M.q[tail].data = malloc(msg->datalen))) {
         log_err(ENOMEM, "queueing a connection");
-        close(fd);
+        conns_close(fd);
         return;
     }
     if (msg->datalen)
@@ -117,7 +151,7 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
 {
     if (M.stopping) {
-        close(fd);
+        conns_close(fd);
         return;
     }
     if (M.handover) {
@@ -129,7 +163,7 @@ void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
     if (M.qlen == M.qcap) {
         /* Only a hand-back can find the queue full (accepting pauses when
          * it fills); there is nowhere to keep it. */
-        close(fd);
+        conns_close(fd);
         return;
     }
     enqueue(fd, msg, data);
@@ -161,8 +195,33 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         msg.type = CHAN_CONN;
         msg.listener = (uint16_t)li;
         msg.peerlen = sl;
-        master_take_conn(fd, &msg, NULL);
+        if (conns_hold(fd, li) == 0)
+            master_take_conn(fd, &msg, NULL);
     }
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+/* A plain handler counts every delivery and wakes the loop, which acts on
+ * the counts.  libev's own signal watchers would fold two deliveries that
+ * land between two passes of the loop into one: two TTOUs sent back to
+ * back would retire one worker. */
+static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
+                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
+static atomic_uint sig_got[NSIGS]; /* written by the handler only */
+static unsigned sig_done[NSIGS];   /* how many of them the loop has acted on */
+
+static void on_signal(int sig)
+{
+    int e = errno;
+    for (size_t k = 0; k < NSIGS; k++)
+        if (master_sigs[k] == sig)
+            atomic_fetch_add(&sig_got[k], 1);
+    ev_async_send(M.loop, &M.sig_w); /* async-signal-safe */
+    errno = e;
 }
 
 /* ---- stopping ---------------------------------------------------------- */
@@ -184,11 +243,6 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (M.stopping || M.handover) {
         if (M.stopping == 1 && !M.workers_told && (M.qlen == 0 || workers_alive() == 0))
             workers_tell(SIGTERM);
-        if (M.stop_deadline_ms && now >= M.stop_deadline_ms) {
-            log_warnx("workers still running at the stop deadline; killing them");
-            workers_tell(SIGKILL);
-            M.stop_deadline_ms = now + 60000;
-        }
         if (M.handover || (M.stopping == 1 && !M.workers_told))
             master_dispatch_queue();
         if (workers_alive() == 0)
@@ -204,19 +258,30 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         master_dispatch_queue();
 }
 
-static void on_urge_tick(struct ev_loop *loop, ev_timer *t, int revents)
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)t;
     (void)revents;
-    workers_urge(monotonic_ms());
+    log_warnx("workers still running at the stop deadline; killing them");
+    workers_tell(SIGKILL); /* reaped at once: then the loop ends (on_child) */
+}
+
+void master_stop_deadline(double seconds)
+{
+    /* Its own timer, not the tick, so the deadline is kept to the
+     * millisecond; a second stop can only bring it closer. */
+    if (ev_is_active(&M.deadline_w) && ev_timer_remaining(M.loop, &M.deadline_w) <= seconds)
+        return;
+    ev_timer_stop(M.loop, &M.deadline_w);
+    ev_timer_init(&M.deadline_w, on_deadline, seconds, 0.);
+    ev_timer_start(M.loop, &M.deadline_w);
 }
 
 static void stop(int how)
 {
     if (M.stopping >= how)
         return;
-    int64_t now = monotonic_ms();
     if (!M.stopping && !M.handover) {
         notify_send("STOPPING=1");
         master_close_listeners(1);
@@ -225,27 +290,28 @@ static void stop(int how)
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
                  M.cfg->graceful_timeout);
-        M.stop_deadline_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+        /* gunicorn's meaning: whatever still runs at graceful_timeout is
+         * killed then, and we exit right after. */
+        master_stop_deadline(M.cfg->graceful_timeout);
         if (M.qlen == 0)
             workers_tell(SIGTERM);
     } else {
         log_info("stopping now");
         while (M.qlen) {
-            close(M.q[M.qhead].fd);
+            conns_close(M.q[M.qhead].fd);
             pop_queue();
         }
-        M.stop_deadline_ms = now + KILL_GRACE_MS;
+        master_stop_deadline(KILL_GRACE_MS / 1000.0);
         workers_tell(SIGQUIT);
     }
     if (workers_alive() == 0)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
+/* One signal, `times` deliveries of it since the last pass. */
+static void act(int sig, unsigned times)
 {
-    (void)loop;
-    (void)revents;
-    switch (sw->signum) {
+    switch (sig) {
     case SIGTERM:
         stop(1);
         break;
@@ -254,14 +320,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
         stop(2);
         break;
     case SIGTTIN:
-        if (!M.stopping && !M.handover && M.target < M.nslots) {
+        while (times-- && !M.stopping && !M.handover && M.target < M.nslots) {
             M.target++;
             log_info("TTIN: %d workers", M.target);
             workers_spawn_missing();
         }
         break;
     case SIGTTOU:
-        if (!M.stopping && !M.handover && M.target > 1) {
+        while (times-- && !M.stopping && !M.handover && M.target > 1) {
             M.target--;
             log_info("TTOU: %d workers", M.target);
             workers_retire_one();
@@ -273,11 +339,26 @@ static void on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
         workers_tell(SIGUSR1);
         break;
     case SIGHUP:
-        reload_start();
+        reload_start(); /* several at once: one reload, of the newest files */
         break;
     case SIGUSR2:
         upgrade_start();
         break;
+    }
+}
+
+static void on_signals(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop;
+    (void)a;
+    (void)revents;
+    /* In the table's order: a stop that came with a TTIN spawns nothing. */
+    for (size_t k = 0; k < NSIGS; k++) {
+        unsigned got = atomic_load(&sig_got[k]);
+        unsigned n = got - sig_done[k];
+        sig_done[k] = got;
+        if (n)
+            act(master_sigs[k], n);
     }
 }
 
@@ -291,10 +372,6 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
-static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
-                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
-#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
-
 void master_block_signals(int block)
 {
     sigset_t set;
@@ -304,11 +381,48 @@ void master_block_signals(int block)
     if (block == -1)
         sigemptyset(&set);
     sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
+    if (block != 1)
+        return;
+    /* Before an exec: what came but was not acted on yet goes back to the
+     * kernel as pending (blocked, it survives the exec), so the image we
+     * execute acts on it once its loop runs.  Counted deliveries fold into
+     * one here; this only covers the moment since the last loop pass. */
+    for (size_t k = 0; k < NSIGS; k++) {
+        unsigned got = atomic_load(&sig_got[k]);
+        int sig = master_sigs[k];
+        if (got != sig_done[k] || (sig == SIGHUP && M.hup_waiting) ||
+            (sig == SIGUSR2 && M.usr2_waiting))
+            kill(getpid(), sig);
+        sig_done[k] = got;
+    }
+    M.hup_waiting = M.usr2_waiting = 0;
+}
+
+/* One connection record per descriptor the master may hold: raise the
+ * soft limit to the hard one (every connection costs the master a
+ * descriptor now), and size the table to it. */
+static int conn_records(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    rlim_t cap = 1 << 20;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > cap ? cap : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn(errno, "raising the descriptor limit to %llu", (unsigned long long)want);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > cap)
+        return (int)cap;
+    return (int)rl.rlim_cur;
 }
 
 static int adopt(struct inherited *inh)
 {
     int64_t now = monotonic_ms();
+    if (inh->nw || inh->nq)
+        conns_adopt();
     for (int k = 0; k < inh->nw; k++) {
         struct inherit_worker *iw = &inh->w[k];
         struct wproc *wp = &M.w[iw->slot];
@@ -317,7 +431,7 @@ static int adopt(struct inherited *inh)
         wp->old_gen = 1;
         wp->retiring = iw->retiring;
         if (wp->retiring)
-            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000);
         workers_watch(iw->slot);
     }
     for (int k = 0; k < inh->nq; k++) {
@@ -333,12 +447,20 @@ static int adopt(struct inherited *inh)
         }
         msg.peerlen = sl;
         msg.datalen = inh->q[k].datalen;
-        master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
+        if (conns_hold(inh->q[k].fd, msg.listener) == 0)
+            master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
     }
     if (inh->nw)
         log_info("reloaded: %d worker(s) of the previous generation serve until the new one "
                  "is ready",
                  inh->nw);
+    /* Workers that died while we were executing: their connections. */
+    for (int fd = 0; fd < M.conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(M.sb, fd);
+        int owner = atomic_load(&rec->owner);
+        if (atomic_load(&rec->state) != SBC_FREE && owner >= 0 && M.w[owner].pid <= 0)
+            conns_worker_gone(owner);
+    }
     return 0;
 }
 
@@ -358,9 +480,9 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
     M.upgrade_fd = -1;
     if (inh->sb_fd >= 0) {
         M.sb_fd = inh->sb_fd;
-        M.sb = scoreboard_attach(inh->sb_fd, M.nslots);
+        M.sb = scoreboard_attach(inh->sb_fd);
     } else {
-        M.sb = scoreboard_create(M.nslots, &M.sb_fd);
+        M.sb = scoreboard_create(M.nslots, conn_records(), &M.sb_fd);
     }
     M.w = calloc((size_t)M.nslots, sizeof(*M.w));
     M.qcap = cfg->accept_queue;
@@ -390,20 +512,18 @@ int master_run(struct hugd_config *cfg, struct listener *ls, int nls, struct inh
      * a SIGCHLD that went nowhere: look for it now. */
     if (inh->nw)
         ev_feed_signal_event(M.loop, SIGCHLD);
-    for (size_t k = 0; k < NSIGS; k++) {
-        ev_signal_init(&M.sig_w[k], on_signal, master_sigs[k]);
-        ev_signal_start(M.loop, &M.sig_w[k]);
-    }
+    ev_async_init(&M.sig_w, on_signals);
+    ev_async_start(M.loop, &M.sig_w);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    for (size_t k = 0; k < NSIGS; k++)
+        sigaction(master_sigs[k], &sa, NULL);
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
-    if (cfg->rebalance_after > 0) {
-        /* A quarter of the threshold, so a stuck worker is found in time;
-         * never more often than every 5 ms. */
-        double every = cfg->rebalance_after / 4 < 0.005 ? 0.005 : cfg->rebalance_after / 4;
-        ev_timer_init(&M.urge_w, on_urge_tick, every, every);
-        ev_timer_start(M.loop, &M.urge_w);
-    }
 
     adopt(inh);
     if (inh->upgrade_fd >= 0)

@@ -12,7 +12,7 @@
 #include "hugd/pyapp.h"
 #include "hugd/scoreboard.h"
 
-#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) to SIGKILL */
+#define KILL_GRACE_MS 1000 /* SIGABRT (stack dump) or a quick stop, to SIGKILL */
 
 struct wproc {
     pid_t pid;
@@ -20,10 +20,9 @@ struct wproc {
     ev_io ch_w;
     int64_t kill_at_ms; /* SIGKILL due (after SIGABRT or a missed drain) */
     int retiring;
-    int replaced_by;     /* slot + 1 of the worker starting in its place */
-    int old_gen;         /* runs the code from before a HUP */
-    int aborted;         /* timed out: SIGABRT sent, SIGKILL follows */
-    int64_t urged_since; /* busy_since of the request it was urged about */
+    int replaced_by; /* slot + 1 of the worker starting in its place */
+    int old_gen;     /* runs the code from before a HUP */
+    int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
 };
 
 struct queued {
@@ -44,14 +43,18 @@ struct master {
     int sb_fd;
     struct wproc *w;
     int nslots;
+    /* The slots that have a worker process, ascending: all the balancer
+     * looks at (workers_watch adds a slot, workers_reaped removes it). */
+    int live[HUGD_MAX_WORKERS];
+    int nlive;
     int target; /* workers wanted */
     int app_ok;
     struct queued *q;
     int qhead, qlen, qcap;
     int rr;
+    int conn_hi;  /* connection records in use are below this */
     int stopping; /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
-    int64_t stop_deadline_ms;
     int fail_streak;
     int64_t next_spawn_ms;
     int ready; /* the current generation has come up */
@@ -62,10 +65,13 @@ struct master {
     int upgrade_fd;    /* channel to the other master (either side) */
     ev_io upgrade_w;
     int handover; /* the new master took over: we pass everything on */
+    /* A HUP or USR2 came while a reload or upgrade was under way: it runs
+     * once that one has finished (or, across an exec, in the new image). */
+    int hup_waiting, usr2_waiting;
     ev_child child_w;
-    ev_signal sig_w[10];
+    ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
-    ev_timer urge_w;
+    ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };
 
 extern struct master M;
@@ -74,17 +80,31 @@ extern struct master M;
 /* data: msg->datalen bytes already read from the connection (copied). */
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
+void master_dispatch_to(int slot); /* the queue's oldest to a worker that said it is free */
 void master_close_listeners(int unlink_paths);
+/* Kill the workers still running in `seconds`, unless that is due sooner. */
+void master_stop_deadline(double seconds);
+
+/* master_conns.c: the connections the master holds (see there) */
+int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */
+void conns_sending(int fd, int slot, int with_data);
+void conns_unsent(int fd);
+void conns_close(int fd);
+void conns_given_back(int slot, const struct chan_msg *m, const char *data);
+void conns_closed(int slot, const char *data, size_t len);
+void conns_worker_gone(int slot);
+void conns_close_inherited(void);
+void conns_keep_on_exec(int keep);
+void conns_adopt(void);
 
 /* master_workers.c */
 void workers_spawn_missing(void);
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
-void workers_watch(int slot);
+void workers_watch(int slot); /* also makes the slot live */
 void workers_retire(int slot);
 void workers_retire_one(void);
 void workers_replace(int slot);
 void workers_tick(int64_t now);
-void workers_urge(int64_t now);
 void workers_check_ready(void);
 void workers_reaped(pid_t pid, int status);
 void workers_tell(int sig);

@@ -64,24 +64,52 @@ static void add_listeners(struct inherited *in)
     }
 }
 
-static int busy(const char *what)
+/* 1 if a HUP or USR2 (sig) must not start now.  One that comes while a
+ * reload or upgrade is under way is remembered and runs once that one has
+ * finished (run_waiting): a deploy that signals twice gets its newest
+ * configuration and code, and several signals run once more, not N times. */
+static int busy(int sig)
 {
+    const char *what = sig == SIGHUP ? "HUP" : "USR2";
+    if (M.handover && M.upgrade_pid > 0) {
+        /* We are on our way out: the master that took over acts on it. */
+        log_info("%s: passed on to the new master (pid %d)", what, (int)M.upgrade_pid);
+        kill(M.upgrade_pid, sig);
+        return 1;
+    }
     if (M.stopping || M.handover) {
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
     if (M.probe_pid || M.upgrade_pid || M.upgrade_fd >= 0) {
-        log_warnx("%s ignored: a reload or upgrade is already under way", what);
+        int *waiting = sig == SIGHUP ? &M.hup_waiting : &M.usr2_waiting;
+        if (!*waiting)
+            log_info("%s: a reload or upgrade is under way; this one runs when it has finished",
+                     what);
+        *waiting = 1;
         return 1;
     }
     return 0;
+}
+
+/* The reload or upgrade under way has ended: start what came meanwhile.
+ * (Across the exec of a reload, master_block_signals passes it on.) */
+static void run_waiting(void)
+{
+    if (M.hup_waiting) {
+        M.hup_waiting = 0;
+        reload_start();
+    } else if (M.usr2_waiting) {
+        M.usr2_waiting = 0;
+        upgrade_start();
+    }
 }
 
 /* ---- HUP ---------------------------------------------------------------- */
 
 void reload_start(void)
 {
-    if (busy("HUP"))
+    if (busy(SIGHUP))
         return;
     log_info("HUP: checking the new configuration and application");
     notify_send("RELOADING=1");
@@ -152,6 +180,7 @@ static void exec_in_place(void)
         return;
     }
     free(enc);
+    conns_keep_on_exec(1);
     log_info("HUP: the new configuration and application load; reloading");
     notify_export();
     /* Blocked across exec: a signal in the gap stays pending for the new
@@ -164,6 +193,7 @@ static void exec_in_place(void)
      * close-on-exec flag back, or the next probe or upgrade inherits them. */
     log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
     inherit_cloexec(&in);
+    conns_keep_on_exec(0);
     free(in.w);
     free(in.q);
     master_block_signals(0);
@@ -191,10 +221,14 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
             ev_io_stop(M.loop, &M.upgrade_w);
             close(M.upgrade_fd);
             M.upgrade_fd = -1;
+            if (!M.upgrade_pid)
+                run_waiting(); /* we took over and the old master has exited */
             return;
         }
         if (m.type == CHAN_CONN && fd >= 0) {
-            master_take_conn(fd, &m, data); /* passed on by the master we replace */
+            /* Passed on by the master we replace. */
+            if (conns_hold(fd, m.listener) == 0)
+                master_take_conn(fd, &m, data);
         } else {
             if (fd >= 0)
                 close(fd);
@@ -205,9 +239,15 @@ static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
                 M.handover = 1;
                 master_close_listeners(0);
                 master_dispatch_queue();
-                M.stop_deadline_ms =
-                    monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+                master_stop_deadline(M.cfg->graceful_timeout);
                 workers_tell(SIGTERM);
+                /* What came for us during the upgrade is the new master's
+                 * now; it runs it once we have gone. */
+                if (M.hup_waiting)
+                    kill(M.upgrade_pid, SIGHUP);
+                if (M.usr2_waiting)
+                    kill(M.upgrade_pid, SIGUSR2);
+                M.hup_waiting = M.usr2_waiting = 0;
                 if (workers_alive() == 0)
                     ev_break(M.loop, EVBREAK_ALL);
             }
@@ -224,7 +264,7 @@ void upgrade_watch_old(int fd)
 
 void upgrade_start(void)
 {
-    if (busy("USR2"))
+    if (busy(SIGUSR2))
         return;
     int fds[2];
     if (channel_pair(fds) < 0) {
@@ -287,7 +327,7 @@ int upgrade_forward(int fd, const struct chan_msg *msg, const char *data)
     }
     if (rc < 0)
         log_warn(errno, "passing a connection to the new master");
-    close(fd);
+    conns_close(fd);
     return rc;
 }
 
@@ -304,6 +344,7 @@ int reload_reaped(pid_t pid, int status)
                      "above); still serving the running generation",
                      how);
             notify_send("READY=1");
+            run_waiting();
         }
         return 1;
     }
@@ -318,6 +359,7 @@ int reload_reaped(pid_t pid, int status)
                 close(M.upgrade_fd);
                 M.upgrade_fd = -1;
             }
+            run_waiting();
         } else {
             log_warnx("the new master (pid %d) %s", (int)pid, how);
         }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,8 +36,9 @@ static int serving_count(void)
 /* Read everything the worker sent.  Also called for a worker that has
  * exited: connections it handed back just before are still in the channel,
  * and closing it unread would reset them. */
-static void read_channel(struct wproc *wp)
+static int read_channel(struct wproc *wp)
 {
+    int said_free = 0;
     for (;;) {
         struct chan_msg m;
         int fd;
@@ -48,31 +48,67 @@ static void read_channel(struct wproc *wp)
             ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
         if (r <= 0)
             break;
-        if (m.type == CHAN_CONN && fd >= 0)
-            master_take_conn(fd, &m, data); /* handed back by a worker */
-        else if (fd >= 0)
-            close(fd);
+        int slot = (int)(wp - M.w);
+        said_free |= m.type == CHAN_FREE;
+        if (fd >= 0)
+            close(fd); /* workers send none */
+        if (m.type == CHAN_BACK)
+            conns_given_back(slot, &m, data);
+        else if (m.type == CHAN_CLOSED)
+            conns_closed(slot, data, m.datalen);
         if (m.type == CHAN_RETIRE)
             workers_replace((int)(wp - M.w));
     }
+    return said_free;
 }
 
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    read_channel((struct wproc *)((char *)io - offsetof(struct wproc, ch_w)));
+    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
+    int said_free = read_channel(wp);
     /* Some worker turned free or became ready: the queue can move, a
      * worker waiting for its replacement may go, a generation may be up. */
     workers_check_ready();
     master_dispatch_queue();
+    if (said_free)
+        master_dispatch_to((int)(wp - M.w));
 }
 
+/* M.live stays sorted so that the balancer's rotation goes in slot order;
+ * it changes only when a worker starts or is reaped. */
+static void live_add(int i)
+{
+    int p = 0;
+    while (p < M.nlive && M.live[p] < i)
+        p++;
+    if (p < M.nlive && M.live[p] == i)
+        return;
+    memmove(&M.live[p + 1], &M.live[p], (size_t)(M.nlive - p) * sizeof(M.live[0]));
+    M.live[p] = i;
+    M.nlive++;
+}
+
+static void live_remove(int i)
+{
+    for (int p = 0; p < M.nlive; p++) {
+        if (M.live[p] == i) {
+            memmove(&M.live[p], &M.live[p + 1], (size_t)(M.nlive - p - 1) * sizeof(M.live[0]));
+            M.nlive--;
+            return;
+        }
+    }
+}
+
+/* A slot whose channel is watched has a process (just forked, or adopted
+ * from the previous generation): from now on the balancer considers it. */
 void workers_watch(int i)
 {
     struct wproc *wp = &M.w[i];
     ev_io_init(&wp->ch_w, workers_on_channel, wp->ch, EV_READ);
     ev_io_start(M.loop, &wp->ch_w);
+    live_add(i);
 }
 
 static void spawn(int i)
@@ -87,6 +123,18 @@ static void spawn(int i)
     atomic_store(&s->state, SB_BOOTING);
     s->spawned_ms = monotonic_ms();
 
+    /* Until the worker has its own handlers, a signal the master sends it
+     * (TERM to retire it while it boots, say) would run the master's
+     * handler there and be lost; held pending across fork, it reaches the
+     * worker's once it installs them.  Only the ones a worker acts on: the
+     * master's own go on being counted while it forks. */
+    sigset_t hold, was;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGQUIT);
+    sigaddset(&hold, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &hold, &was);
     PyEval_RestoreThread(M.py);
     PyOS_BeforeFork();
     pid_t pid = fork();
@@ -102,10 +150,7 @@ static void spawn(int i)
         if (M.upgrade_fd >= 0)
             close(M.upgrade_fd);
         close(M.sb_fd);
-        /* Connections waiting in the master's queue are not this worker's:
-         * a copy here would keep them open after their worker closes them. */
-        for (int k = 0; k < M.qlen; k++)
-            close(M.q[(M.qhead + k) % M.qcap].fd);
+        conns_close_inherited();
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = M.cfg;
@@ -119,6 +164,7 @@ static void spawn(int i)
     int e = errno;
     PyOS_AfterFork_Parent();
     M.py = PyEval_SaveThread();
+    sigprocmask(SIG_SETMASK, &was, NULL);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
@@ -169,7 +215,9 @@ void workers_retire(int i)
     wp->retiring = 1;
     atomic_store(&M.sb->slot[i].accepting, 0);
     kill(wp->pid, SIGTERM);
-    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000) + KILL_GRACE_MS;
+    /* Its own drain timer ends it at graceful_timeout; this is for one
+     * stuck in the application. */
+    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000);
 }
 
 /* max_requests: start the replacement now; the old worker keeps serving
@@ -268,11 +316,14 @@ void workers_reaped(pid_t pid, int status)
     struct wproc *wp = &M.w[i];
     struct sb_slot *s = &M.sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
-    /* Dying before serving anything, soon after the start, is what a broken
-     * start-up looks like; a worker killed after it served is replaced at
-     * once. */
-    int young = atomic_load(&s->state) == SB_BOOTING ||
-                (lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
+    /* Dying before it is ready, or idle soon after it started without
+     * having served, is what a broken start-up looks like: back off.  A
+     * worker that dies inside a request (a request that crashes it) or
+     * after it served is replaced at once: backing off there would let a
+     * crashing request empty the pool. */
+    int st = atomic_load(&s->state);
+    int young = st == SB_BOOTING ||
+                (st == SB_IDLE && lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     int expected = wp->retiring || M.stopping || M.handover;
     if (WIFEXITED(status))
@@ -289,6 +340,8 @@ void workers_reaped(pid_t pid, int status)
     close(wp->ch);
     memset(wp, 0, sizeof(*wp));
     scoreboard_reset_slot(s);
+    live_remove(i);
+    conns_worker_gone(i);
 
     if (M.stopping || M.handover)
         return;
@@ -340,30 +393,6 @@ static void check_timeouts(int64_t now)
         wp->kill_at_ms = now + KILL_GRACE_MS;
         wp->aborted = 1;
         wp->retiring = 1; /* counted out: its replacement starts now */
-    }
-}
-
-/* A worker long inside one request can't serve the connections it holds:
- * urge it (SIGURG, to its main thread) to hand them back; the balancer
- * then gives them to free workers.  Once per request. */
-void workers_urge(int64_t now)
-{
-    double after = M.cfg->rebalance_after;
-    if (after <= 0 || M.stopping || M.handover)
-        return;
-    for (int i = 0; i < M.nslots; i++) {
-        struct wproc *wp = &M.w[i];
-        if (wp->pid <= 0 || wp->aborted)
-            continue;
-        struct sb_slot *s = &M.sb->slot[i];
-        int64_t since = atomic_load(&s->busy_since_ms);
-        if (atomic_load(&s->state) != SB_BUSY || since == 0 || now - since < after * 1000 ||
-            wp->urged_since == since)
-            continue;
-        wp->urged_since = since;
-        if (atomic_load(&s->sent) - atomic_load(&s->closed) <= 1)
-            continue; /* nothing but the request itself */
-        syscall(SYS_tgkill, wp->pid, wp->pid, SIGURG);
     }
 }
 

@@ -17,25 +17,57 @@ static int number(const char *s, long *out)
     return *s && !*end && !errno && *out >= 0;
 }
 
+static const char root_refusal[] =
+    "refusing to run the application as root: give --user and --group, or "
+    "--allow-root (allow_root = yes) to run it as root anyway";
+
+/* The user hugd will run as: user (a name or a number) or, when NULL, the
+ * one it runs as now.  uname is NULL for a number with no passwd entry. */
+static int resolve_user(const char *user, uid_t *uid, gid_t *gid, const char **uname, char *err,
+                        size_t errlen)
+{
+    long n;
+    *uid = geteuid();
+    *gid = getegid();
+    *uname = NULL;
+    if (!user || !*user)
+        return 0;
+    struct passwd *pw = number(user, &n) ? getpwuid((uid_t)n) : getpwnam(user);
+    if (pw) {
+        *uid = pw->pw_uid;
+        *gid = pw->pw_gid;
+        *uname = pw->pw_name;
+    } else if (number(user, &n)) {
+        *uid = (uid_t)n;
+    } else {
+        snprintf(err, errlen, "user '%s': no such user", user);
+        return -1;
+    }
+    return 0;
+}
+
+int privs_check(const char *user, int allow_root, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    const char *uname;
+    if (resolve_user(user, &uid, &gid, &uname, err, errlen) < 0)
+        return -1;
+    if (uid == 0 && !allow_root) {
+        snprintf(err, errlen, "%s", root_refusal);
+        return -1;
+    }
+    return 0;
+}
+
 int privs_drop(const char *user, const char *group, int allow_root, char *err, size_t errlen)
 {
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
-    const char *uname = NULL;
+    uid_t uid;
+    gid_t gid;
+    const char *uname;
     long n;
-    if (user && *user) {
-        struct passwd *pw = number(user, &n) ? getpwuid((uid_t)n) : getpwnam(user);
-        if (pw) {
-            uid = pw->pw_uid;
-            gid = pw->pw_gid;
-            uname = pw->pw_name;
-        } else if (number(user, &n)) {
-            uid = (uid_t)n;
-        } else {
-            snprintf(err, errlen, "user '%s': no such user", user);
-            return -1;
-        }
-    }
+    if (resolve_user(user, &uid, &gid, &uname, err, errlen) < 0)
+        return -1;
     if (group && *group) {
         struct group *gr = number(group, &n) ? getgrgid((gid_t)n) : getgrnam(group);
         if (gr) {
@@ -69,9 +101,7 @@ int privs_drop(const char *user, const char *group, int allow_root, char *err, s
         }
     }
     if (geteuid() == 0 && !allow_root) {
-        snprintf(err, errlen,
-                 "refusing to run the application as root: give --user and --group, or "
-                 "--allow-root (allow_root = yes) to run it as root anyway");
+        snprintf(err, errlen, "%s", root_refusal);
         return -1;
     }
     return 0;

@@ -1,8 +1,10 @@
 /* Embedded CPython: start-up and loading the application. */
 #include "hugd/pyapp.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,6 +27,104 @@ static const char *python_dir(void)
     return HUGD_INSTALL_PYDIR;
 }
 
+/* ---- virtualenvs ------------------------------------------------------ */
+
+static char *venv_dir; /* absolute; NULL: none */
+
+/* The version a pyvenv.cfg names ("version = 3.11.2", or virtualenv's
+ * "version_info = 3.11.2.final.0"), into out; 0 when it names none. */
+static int venv_version(FILE *f, char *out, size_t len)
+{
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        char *k = line, *v = eq + 1, *end = eq;
+        while (*k == ' ' || *k == '\t')
+            k++;
+        while (end > k && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        *end = '\0';
+        v += strspn(v, " \t");
+        v[strcspn(v, " \t\r\n")] = '\0';
+        if ((strcmp(k, "version") == 0 || strcmp(k, "version_info") == 0) && *v) {
+            snprintf(out, len, "%s", v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* "3.11.2..." -> 3, 11; -1 when it does not start like a version. */
+static int major_minor(const char *v, int *major, int *minor)
+{
+    char *end;
+    long a = strtol(v, &end, 10);
+    if (end == v || *end != '.')
+        return -1;
+    const char *m = end + 1;
+    long b = strtol(m, &end, 10);
+    if (end == m)
+        return -1;
+    *major = (int)a;
+    *minor = (int)b;
+    return 0;
+}
+
+int pyapp_use_virtualenv(const struct hugd_config *c, char *err, size_t errlen)
+{
+    const char *dir = c->virtualenv, *from = "virtualenv";
+    if (!dir || !*dir) {
+        dir = getenv("VIRTUAL_ENV");
+        from = "VIRTUAL_ENV";
+    }
+    free(venv_dir);
+    venv_dir = NULL;
+    if (!dir || !*dir)
+        return 0;
+    char *abs = realpath(dir, NULL);
+    if (!abs) {
+        snprintf(err, errlen, "%s %s: %s", from, dir, strerror(errno));
+        return -1;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/pyvenv.cfg", abs);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s %s is not a virtualenv: %s: %s (make one with python3 -m venv)",
+                 from, dir, path, strerror(errno));
+        free(abs);
+        return -1;
+    }
+    char version[64];
+    int named = venv_version(f, version, sizeof(version));
+    fclose(f);
+    /* The interpreter hugd runs, not the headers it was built with: they
+     * are the same on a sound install, and the library is what counts. */
+    int want_major, want_minor, major, minor;
+    if (major_minor(Py_GetVersion(), &want_major, &want_minor) < 0) {
+        want_major = PY_MAJOR_VERSION;
+        want_minor = PY_MINOR_VERSION;
+    }
+    if (named &&
+        (major_minor(version, &major, &minor) < 0 || major != want_major || minor != want_minor)) {
+        snprintf(err, errlen,
+                 "%s %s is for Python %s, but hugd embeds Python %d.%d: make it with "
+                 "python%d.%d -m venv",
+                 from, dir, version, want_major, want_minor, want_major, want_minor);
+        free(abs);
+        return -1;
+    }
+    venv_dir = abs;
+    return 0;
+}
+
+const char *pyapp_virtualenv(void)
+{
+    return venv_dir;
+}
+
 static int set_argv(PyConfig *pc, const char *target)
 {
     wchar_t *argv[2];
@@ -43,6 +143,15 @@ int pyapp_init(const struct hugd_config *c)
     pc.install_signal_handlers = 0;
     pc.parse_argv = 0;
     PyStatus st = PyConfig_SetBytesString(&pc, &pc.program_name, "hugd");
+    if (!PyStatus_Exception(st) && venv_dir) {
+        /* The interpreter starts as the virtualenv's python would: CPython
+         * finds pyvenv.cfg beside (or above) its executable, and site reads
+         * include-system-site-packages from it, so sys.prefix, site-packages
+         * and the system's packages are exactly as there. */
+        char exe[PATH_MAX + 16];
+        snprintf(exe, sizeof(exe), "%s/bin/python3", venv_dir);
+        st = PyConfig_SetBytesString(&pc, &pc.executable, exe);
+    }
     if (PyStatus_Exception(st) || set_argv(&pc, c->target) < 0) {
         PyConfig_Clear(&pc);
         fprintf(stderr, "hugd: cannot configure the Python interpreter\n");

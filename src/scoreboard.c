@@ -4,38 +4,55 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-static size_t board_size(int nslots)
+static size_t conn_offset(int nslots)
 {
-    return sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
+    size_t off = sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
+    return (off + 63) & ~(size_t)63;
 }
 
-struct scoreboard *scoreboard_attach(int fd, int nslots)
+static size_t board_size(int nslots, int nconns)
 {
-    void *p = mmap(NULL, board_size(nslots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return conn_offset(nslots) + (size_t)nconns * sizeof(struct sb_conn);
+}
+
+static struct scoreboard *map(int fd, size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
-struct scoreboard *scoreboard_create(int nslots, int *fd)
+struct scoreboard *scoreboard_attach(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return NULL;
+    return map(fd, (size_t)st.st_size);
+}
+
+struct scoreboard *scoreboard_create(int nslots, int nconns, int *fd)
 {
     /* A memfd rather than anonymous memory: a master reloading in place
      * (HUP) maps the same board again after exec, and keeps its workers. */
     *fd = memfd_create("hugd-scoreboard", MFD_CLOEXEC);
     if (*fd < 0)
         return NULL;
-    if (ftruncate(*fd, (off_t)board_size(nslots)) < 0) {
+    if (ftruncate(*fd, (off_t)board_size(nslots, nconns)) < 0) {
         close(*fd);
         return NULL;
     }
-    struct scoreboard *sb = scoreboard_attach(*fd, nslots);
+    struct scoreboard *sb = map(*fd, board_size(nslots, nconns));
     if (!sb) {
         close(*fd);
         return NULL;
     }
     /* New pages are zeroed: every slot starts SB_EMPTY. */
     sb->nslots = nslots;
+    sb->nconns = nconns;
+    sb->conn_off = conn_offset(nslots);
     return sb;
 }
 

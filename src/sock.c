@@ -2,6 +2,7 @@
 #include "hugd/sock.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -20,6 +22,131 @@ static int fail(char *err, size_t errlen, const char *spec, const char *what, in
     else
         snprintf(err, errlen, "%s: %s", spec, what);
     return -1;
+}
+
+/* ---- who holds an address (best effort, for the error message) ------- */
+
+/* The inode of a socket in LISTEN state on port whose local address is
+ * want_hex (as /proc/net/tcp{,6} print it) or the wildcard; 0 if none. */
+static unsigned long tcp_inode(const char *table, unsigned port, const char *want_hex)
+{
+    FILE *f = fopen(table, "r");
+    if (!f)
+        return 0;
+    char line[512], addr[64];
+    unsigned lport, state;
+    unsigned long inode, found = 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, " %*d: %63[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*d %*d %lu", addr, &lport,
+                   &state, &inode) != 4)
+            continue; /* the heading */
+        if (lport == port && state == 0x0A /* TCP_LISTEN */ &&
+            (strspn(addr, "0") == strlen(addr) || strcasecmp(addr, want_hex) == 0))
+            found = inode;
+    }
+    fclose(f);
+    return found;
+}
+
+static unsigned long unix_inode(const char *path)
+{
+    FILE *f = fopen("/proc/net/unix", "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    unsigned long inode, found = 0;
+    int at;
+    while (!found && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* Num RefCount Protocol Flags Type St Inode Path */
+        if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %n", &inode, &at) == 1 &&
+            strcmp(line + at, path) == 0)
+            found = inode;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The pid with a descriptor on socket inode, or 0 (not found, or not ours
+ * to look at). */
+static long socket_owner(unsigned long inode)
+{
+    char want[64], path[600], link[64];
+    snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    DIR *proc = opendir("/proc");
+    if (!proc)
+        return 0;
+    long pid = 0;
+    for (struct dirent *d; !pid && (d = readdir(proc));) {
+        if (d->d_name[0] < '1' || d->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/fd", d->d_name);
+        DIR *fds = opendir(path);
+        if (!fds)
+            continue;
+        for (struct dirent *fd; (fd = readdir(fds));) {
+            if (fd->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof(path), "/proc/%s/fd/%s", d->d_name, fd->d_name);
+            ssize_t n = readlink(path, link, sizeof(link) - 1);
+            if (n > 0 && (size_t)n == strlen(want) && memcmp(link, want, (size_t)n) == 0) {
+                pid = atol(d->d_name);
+                break;
+            }
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+    return pid;
+}
+
+/* " (held by pid 123, nginx)", or "" when it cannot be told. */
+static void describe_holder(unsigned long inode, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (!inode)
+        return;
+    long pid = socket_owner(inode);
+    if (!pid) {
+        snprintf(out, len, " (held by a process hugd cannot see)");
+        return;
+    }
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(f);
+    }
+    snprintf(out, len, " (held by pid %ld%s%s)", pid, comm[0] ? ", " : "", comm);
+}
+
+static void tcp_holder(const struct sockaddr *sa, char *out, size_t len)
+{
+    char hex[40];
+    unsigned port;
+    const char *table;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        /* The kernel prints the address's 32-bit words in host order. */
+        snprintf(hex, sizeof(hex), "%08X", (unsigned)in->sin_addr.s_addr);
+        port = ntohs(in->sin_port);
+        table = "/proc/net/tcp";
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        uint32_t w[4];
+        memcpy(w, &in6->sin6_addr, sizeof(w));
+        snprintf(hex, sizeof(hex), "%08X%08X%08X%08X", (unsigned)w[0], (unsigned)w[1],
+                 (unsigned)w[2], (unsigned)w[3]);
+        port = ntohs(in6->sin6_port);
+        table = "/proc/net/tcp6";
+    }
+    unsigned long inode = tcp_inode(table, port, hex);
+    /* An IPv6 wildcard socket that is not v6-only holds the IPv4 port too. */
+    if (!inode && sa->sa_family == AF_INET)
+        inode = tcp_inode("/proc/net/tcp6", port, "");
+    describe_holder(inode, out, len);
 }
 
 static int listen_unix(const char *spec, const char *path, int backlog, struct listener *out,
@@ -42,8 +169,12 @@ static int listen_unix(const char *spec, const char *path, int backlog, struct l
         if (probe >= 0) {
             int live = connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0;
             close(probe);
-            if (live)
-                return fail(err, errlen, spec, "another server is listening there", 0);
+            if (live) {
+                char who[128], what[200];
+                describe_holder(unix_inode(path), who, sizeof(who));
+                snprintf(what, sizeof(what), "another server is listening there%s", who);
+                return fail(err, errlen, spec, what, 0);
+            }
         }
         unlink(path);
     }
@@ -120,6 +251,13 @@ int sock_listen(const char *spec, int backlog, struct listener *out, char *err, 
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
         int e = errno;
         close(fd);
+        if (e == EADDRINUSE) {
+            char who[128];
+            tcp_holder(res->ai_addr, who, sizeof(who));
+            freeaddrinfo(res);
+            snprintf(err, errlen, "%s: address already in use%s", spec, who);
+            return -1;
+        }
         freeaddrinfo(res);
         return fail(err, errlen, spec, "bind", e);
     }

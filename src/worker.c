@@ -4,6 +4,7 @@
 #include "hugd/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,32 +33,26 @@ static void on_signal(int sig)
         ev_async_send(self->loop, &self->signal_w);
 }
 
-/* SIGURG, from the master: we have been inside the application on one
- * request for longer than rebalance_after.  Only the main thread gets it
- * (tgkill), and only while in_app does it touch anything: then the loop's
- * structures are at rest and conn_rescue's system calls are safe. */
-static void on_urge(int sig)
-{
-    (void)sig;
-    if (self && self->in_app)
-        conn_rescue(self);
-}
-
+/* Around the loop's wait: the GIL goes, so threads the application
+ * started can run, and the mover sleeps with us. */
 static void release_gil(struct ev_loop *loop)
 {
     (void)loop;
+    mover_loop_wait(&self->mover);
     self->py_thread = PyEval_SaveThread();
 }
 
 static void acquire_gil(struct ev_loop *loop)
 {
     (void)loop;
+    mover_loop_wake(&self->mover);
     PyEval_RestoreThread((PyThreadState *)self->py_thread);
 }
 
 static void finish(struct worker *w) __attribute__((noreturn));
 static void finish(struct worker *w)
 {
+    worker_flush_closed(w);
     atomic_store(&w->slot->state, SB_DRAINING);
     log_info("exiting after %llu requests", (unsigned long long)atomic_load(&w->slot->requests));
     /* atexit handlers the application registered run here, as they would
@@ -92,10 +87,14 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
             _exit(0);
         }
         if (m.type == CHAN_CONN && fd < 0) {
-            /* Counted, so the master's view stays right; the descriptor
-             * itself was dropped by the kernel (our fd limit). */
+            /* The kernel dropped the descriptor (our descriptor limit): the
+             * master still has it, and gives it to another worker. */
             atomic_fetch_add(&w->slot->received, 1);
-            log_errx("a connection arrived without its descriptor (file descriptor limit?)");
+            atomic_fetch_add(&w->slot->closed, 1);
+            m.type = CHAN_BACK;
+            if (channel_send(w->channel, &m, data) < 0)
+                log_err(errno, "giving back a connection we could not take");
+            log_errx("a connection arrived without its descriptor (descriptor limit?); given back");
         } else if (m.type == CHAN_CONN) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
@@ -115,6 +114,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
     (void)p;
     (void)revents;
     struct worker *w = self;
+    worker_flush_closed(w);
     /* About to wait: if the master holds connections for lack of a free
      * worker, tell it we are one.  One wake-up per free spell. */
     if (!w->told_free && !w->draining && atomic_load(&w->sb->waiting) &&
@@ -129,7 +129,21 @@ static void on_check(struct ev_loop *loop, ev_check *ck, int revents)
     (void)loop;
     (void)ck;
     (void)revents;
-    conn_run_ready(self);
+    struct worker *w = self;
+    struct mover *mv = &w->mover;
+    conn_run_ready(w);
+    /* Here no list of connections is being walked: let go of what the
+     * mover gave away, and start what it took from the channel but could
+     * not send back. */
+    while (mv->moved || mv->nstash) {
+        mv->moved = 0;
+        conn_sweep(w);
+        int n = mv->nstash;
+        mv->nstash = 0;
+        for (int i = 0; i < n; i++)
+            conn_start(w, mv->stash[i].fd, &mv->stash[i].msg, NULL);
+        conn_run_ready(w);
+    }
 }
 
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
@@ -181,7 +195,8 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
         start_drain(self);
 }
 
-void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen)
+void worker_enter_app(struct worker *w, struct conn *c, const char *method, const char *path,
+                      size_t pathlen)
 {
     struct sb_slot *s = w->slot;
     /* Per call into the app (a streaming body may interleave with other
@@ -198,20 +213,19 @@ void worker_enter_app(struct worker *w, const char *method, const char *path, si
     atomic_store(&s->busy_since_ms, monotonic_ms());
     atomic_store(&s->state, SB_BUSY);
     w->told_free = 0;
-    w->in_app = 1;
+    mover_enter(&w->mover, c);
 }
 
 void worker_leave_app(struct worker *w)
 {
-    w->in_app = 0;
+    mover_leave(&w->mover);
     /* Still queued work in this batch: not free yet. */
     int st = w->draining ? SB_DRAINING : (w->ready || w->flush) ? SB_QUEUED : SB_IDLE;
     atomic_store(&w->slot->state, st);
     atomic_store(&w->slot->busy_since_ms, 0);
-    if (w->gave_away) {
-        w->gave_away = 0;
-        conn_sweep(w);
-    }
+    /* The call may have been long: deadlines set from here on (keep-alive
+     * after this response, say) count from now, not from before it. */
+    ev_now_update(w->loop);
 }
 
 void worker_request_done(struct worker *w)
@@ -226,12 +240,46 @@ void worker_request_done(struct worker *w)
     }
 }
 
-void worker_conn_closed(struct worker *w, struct conn *c)
+void worker_flush_closed(struct worker *w)
 {
-    (void)c;
+    if (!w->nclosed)
+        return;
+    struct chan_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = CHAN_CLOSED;
+    m.datalen = (uint32_t)(w->nclosed * sizeof(uint32_t));
+    if (channel_send(w->channel, &m, w->closed_ids) < 0 && errno == EAGAIN)
+        return; /* the master is behind: next time (the states say CLOSED meanwhile) */
+    w->nclosed = 0;
+}
+
+void worker_conn_closed(struct worker *w, uint32_t id, int released)
+{
     atomic_fetch_add(&w->slot->closed, 1);
+    if (released) {
+        if (w->nclosed == (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+            worker_flush_closed(w);
+        if (w->nclosed < (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+            w->closed_ids[w->nclosed++] = id;
+    }
     if (w->draining && w->nconns == 0)
         ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* libev keeps its epoll descriptor to itself, and conn_close needs it to
+ * drop a descriptor that lives on in another process.  Creating the loop
+ * opens it as the lowest free descriptor: look there, and make sure. */
+static int find_epoll_fd(struct ev_loop *loop, int lowest)
+{
+    if (lowest < 0 || ev_backend(loop) != EVBACKEND_EPOLL)
+        return -1;
+    char path[64], target[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", lowest);
+    ssize_t n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return -1;
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventpoll]") == 0 ? lowest : -1;
 }
 
 static void setup_signals(void)
@@ -246,8 +294,6 @@ static void setup_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
-    sa.sa_handler = on_urge;
-    sigaction(SIGURG, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sa.sa_flags = 0;
     sigaction(SIGHUP, &sa, NULL);
@@ -294,11 +340,17 @@ void worker_main(struct worker *w)
         w->max_requests = (uint64_t)cfg->max_requests + j;
     }
 
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (lowest >= 0)
+        close(lowest);
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV);
     if (!w->loop) {
         log_crit(errno, "cannot create the event loop");
         _exit(3);
     }
+    w->epoll_fd = find_epoll_fd(w->loop, lowest);
+    if (mover_start(w, cfg->rebalance_after, cfg->rebalance_busy_after) < 0)
+        log_err(errno, "cannot start the thread that moves connections; they stay put");
     ev_set_loop_release_cb(w->loop, release_gil, acquire_gil);
     ev_io_init(&w->channel_w, on_channel, w->channel, EV_READ);
     ev_io_start(w->loop, &w->channel_w);

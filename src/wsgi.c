@@ -128,7 +128,7 @@ int wsgi_flush_blocking(struct conn *c)
             int timeout_ms = (int)(c->w->cfg->header_timeout * 1000);
             int pr = poll(&pfd, 1, timeout_ms > 0 ? timeout_ms : -1);
             if (pr < 0 && errno == EINTR)
-                continue; /* SIGURG (rebalancing) is no reason to give up */
+                continue; /* a signal to the worker is no reason to give up */
             if (pr <= 0)
                 return -1;
             continue;
@@ -326,13 +326,6 @@ static int pull(struct conn *c)
     }
 }
 
-static void request_label(struct conn *c)
-{
-    const struct http_request *r = &c->req;
-    worker_enter_app(c->w, llhttp_method_name((llhttp_method_t)r->method), r->arena.p + r->url,
-                     r->url_len);
-}
-
 void wsgi_respond(struct conn *c)
 {
     struct http_response *rp = &c->resp;
@@ -342,7 +335,6 @@ void wsgi_respond(struct conn *c)
     rp->status = 0;
     buf_clear(&rp->head);
     buf_clear(&rp->status_line);
-    request_label(c);
 
     PyObject *sr = start_response_new(c);
     PyObject *env = sr ? wsgi_build_environ(c) : NULL;
@@ -350,7 +342,6 @@ void wsgi_respond(struct conn *c)
         Py_XDECREF(sr);
         rp->start_resp = NULL;
         fail_response(c, "Error building the environ for");
-        worker_leave_app(c->w);
         return;
     }
     rp->start_resp = sr;
@@ -359,7 +350,6 @@ void wsgi_respond(struct conn *c)
     Py_DECREF(env);
     if (!result) {
         fail_response(c, "Error handling request");
-        worker_leave_app(c->w);
         return;
     }
     rp->result = result;
@@ -379,7 +369,6 @@ void wsgi_respond(struct conn *c)
         fail_response(c, "Error handling request");
     else if (rp->finished)
         wsgi_finish(c);
-    worker_leave_app(c->w);
 }
 
 int wsgi_produce(struct conn *c)
@@ -390,13 +379,11 @@ int wsgi_produce(struct conn *c)
             end_body(c);
         return 0;
     }
-    request_label(c);
     int rc = pull(c);
     if (rc < 0)
         rc = fail_response(c, "Error while sending the response to");
     else if (rp->finished)
         wsgi_finish(c);
-    worker_leave_app(c->w);
     return rc;
 }
 

@@ -1,12 +1,11 @@
 /* PEP 3333 environ: the constant parts built once in the master before
  * fork (interned keys, a base dict per listening socket), and the copy of
  * the base filled in for each request.  See include/hugd/wsgi.h. */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
-#include <strings.h>
 #include <unistd.h>
 
+#include "hugd/ascii.h"
 #include "hugd/http.h"
 #include "wsgi_int.h"
 
@@ -105,17 +104,6 @@ fail:
     return -1;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* PATH_INFO is the percent-decoded path, bytes taken as latin-1. */
 static PyObject *decode_path(const char *p, size_t n)
 {
@@ -126,8 +114,8 @@ static PyObject *decode_path(const char *p, size_t n)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-            (lo = hexval(p[i + 2])) >= 0) {
+        if (p[i] == '%' && i + 2 < n && (hi = ascii_hex_value((unsigned char)p[i + 1])) >= 0 &&
+            (lo = ascii_hex_value((unsigned char)p[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -185,7 +173,7 @@ static PyObject *header_key(const char *name, size_t n)
     memcpy(key, "HTTP_", 5);
     for (size_t i = 0; i < n; i++) {
         char ch = name[i];
-        key[5 + i] = ch == '-' ? '_' : (char)toupper((unsigned char)ch);
+        key[5 + i] = ch == '-' ? '_' : (char)ascii_upper((unsigned char)ch);
     }
     return PyUnicode_DecodeLatin1(key, (Py_ssize_t)(n + 5), NULL);
 }
@@ -197,10 +185,10 @@ static int add_headers(PyObject *env, const struct http_request *r)
         const char *name = r->arena.p + h->name;
         const char *val = r->arena.p + h->value;
         PyObject *key;
-        if (h->name_len == 12 && strncasecmp(name, "content-type", 12) == 0) {
+        if (h->name_len == 12 && ascii_case_eq(name, "content-type", 12)) {
             key = k_content_type;
             Py_INCREF(key);
-        } else if (h->name_len == 14 && strncasecmp(name, "content-length", 14) == 0) {
+        } else if (h->name_len == 14 && ascii_case_eq(name, "content-length", 14)) {
             key = k_content_length;
             Py_INCREF(key);
         } else if (memchr(name, '_', h->name_len)) {

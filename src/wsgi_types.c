@@ -1,8 +1,6 @@
 /* The Python types hugd hands to applications: start_response (with its
  * write() callable) and wsgi.file_wrapper. */
-#include <ctype.h>
-#include <strings.h>
-
+#include "hugd/ascii.h"
 #include "wsgi_int.h"
 
 /* ---- start_response ------------------------------------------------- */
@@ -22,11 +20,6 @@ static const char *latin1(PyObject *s, Py_ssize_t *len)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 static int set_status(struct conn *c, PyObject *status)
 {
     Py_ssize_t n;
@@ -35,8 +28,8 @@ static int set_status(struct conn *c, PyObject *status)
         return bad(PyExc_TypeError, "status must be a str");
     if (!s)
         return bad(PyExc_ValueError, "status must be latin-1 text");
-    if (n < 4 || !isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) ||
-        !isdigit((unsigned char)s[2]) || s[3] != ' ' || s[0] == '0')
+    if (n < 4 || !ascii_is_digit((unsigned char)s[0]) || !ascii_is_digit((unsigned char)s[1]) ||
+        !ascii_is_digit((unsigned char)s[2]) || s[3] != ' ' || s[0] == '0')
         return bad(PyExc_ValueError, "status must look like '200 OK'");
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -53,7 +46,7 @@ static int set_status(struct conn *c, PyObject *status)
 
 static int name_is(const char *name, Py_ssize_t n, const char *what)
 {
-    return (size_t)n == strlen(what) && strncasecmp(name, what, (size_t)n) == 0;
+    return (size_t)n == strlen(what) && ascii_case_eq(name, what, (size_t)n);
 }
 
 static int add_header(struct conn *c, PyObject *item)
@@ -71,7 +64,7 @@ static int add_header(struct conn *c, PyObject *item)
     if (nl == 0)
         return bad(PyExc_ValueError, "empty header name");
     for (Py_ssize_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!ascii_is_tchar((unsigned char)name[i]))
             return bad(PyExc_ValueError, "header name contains a character not allowed");
     for (Py_ssize_t i = 0; i < vl; i++) {
         unsigned char ch = (unsigned char)value[i];
@@ -83,7 +76,7 @@ static int add_header(struct conn *c, PyObject *item)
             return bad(PyExc_ValueError, "bad Content-Length");
         int64_t v = 0;
         for (Py_ssize_t i = 0; i < vl; i++) {
-            if (!isdigit((unsigned char)value[i]))
+            if (!ascii_is_digit((unsigned char)value[i]))
                 return bad(PyExc_ValueError, "bad Content-Length");
             v = v * 10 + (value[i] - '0');
         }
@@ -92,7 +85,7 @@ static int add_header(struct conn *c, PyObject *item)
     } else if (name_is(name, nl, "connection")) {
         /* hugd manages the connection; the app can only ask to close it. */
         for (Py_ssize_t i = 0; i + 5 <= vl; i++)
-            if (strncasecmp(value + i, "close", 5) == 0)
+            if (ascii_case_eq(value + i, "close", 5))
                 rp->app_close = 1;
         return 0;
     } else if (name_is(name, nl, "transfer-encoding") || name_is(name, nl, "keep-alive") ||

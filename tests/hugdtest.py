@@ -134,6 +134,7 @@ class Server:
         full_env = dict(os.environ)
         full_env.pop("PYTHONPATH", None)
         full_env.pop("PYTHONHOME", None)
+        full_env.pop("VIRTUAL_ENV", None)  # an activated venv of the runner's must not leak in
         full_env["PYTHONDONTWRITEBYTECODE"] = "1"
         full_env["PYTHONUNBUFFERED"] = "1"
         if env:

@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 
 # clang and libclang-rt-14-dev: the sanitizer build and the libFuzzer targets (tests/run.sh).
 packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
-          python3-hug python3-falcon python3-pytest python3-requests clang libclang-rt-14-dev)
+          python3-hug python3-falcon python3-pytest python3-requests locales
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

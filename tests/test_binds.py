@@ -76,3 +76,64 @@ def test_unix_socket_removed_at_exit(hugd, short_tmp):
     assert os.path.exists(path)
     srv.stop()
     assert not os.path.exists(path)
+
+
+# --- an address already taken ---------------------------------------------------------
+
+def _holder_message(hugd, bind):
+    s = hugd.run(["-b", bind, "wsgiapp:application"], cwd=APPS)
+    assert s.proc.returncode == 71, (s.proc.returncode, s.stderr)  # EX_OSERR
+    assert "listening at" not in s.stderr
+    return s.stderr
+
+
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"),
+                                          (socket.AF_INET6, "::1")])
+def test_address_in_use_names_the_holder(hugd, family, host):
+    if family == socket.AF_INET6 and not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    holder = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        holder.bind((host, 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        bind = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        err = _holder_message(hugd, bind)
+    finally:
+        holder.close()
+    assert f"{bind}: address already in use (held by pid {os.getpid()}" in err, err
+
+
+def test_unix_socket_in_use_names_the_holder(hugd, short_tmp):
+    path = os.path.join(short_tmp, "taken.sock")
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.bind(path)
+        holder.listen(1)
+        err = _holder_message(hugd, f"unix:{path}")
+    finally:
+        holder.close()
+    assert f"unix:{path}: another server is listening there (held by pid {os.getpid()}" in err, \
+        err
+
+
+# --- root without --allow-root: refused before anything is bound ------------------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs to run as root")
+@pytest.mark.parametrize("extra", [[], ["--user", "root"], ["--user", "0"]])
+def test_root_refused_before_binding(hugd, short_tmp, extra):
+    port = free_port()
+    path = os.path.join(short_tmp, "root.sock")
+    s = hugd.new().spawn(["-b", f"127.0.0.1:{port}", "-b", f"unix:{path}"] + extra +
+                         ["wsgiapp:application"], cwd=APPS, allow_root=False)
+    assert s.wait(10) == 78, s.stderr
+    assert "refusing to run the application as root" in s.stderr, s.stderr
+    assert "listening" not in s.stderr, s.stderr
+    assert not os.path.exists(path), "the unix socket was bound (and left behind)"
+    # The port was never taken: binding it without SO_REUSEADDR works.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind(("127.0.0.1", port))
+        probe.listen(1)
+    finally:
+        probe.close()

@@ -9,16 +9,26 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* CHAN_CONN also goes worker -> master: a draining worker hands idle
- * keep-alive connections back, so that they move to another worker instead
- * of being closed under a client that may be sending on them. */
-enum chan_type { CHAN_CONN = 1, CHAN_FREE = 2, CHAN_RETIRE = 3 };
+/* The master keeps its own descriptor of each connection it hands out, and
+ * names it by that descriptor's number (id), so a worker never sends one
+ * back: CHAN_BACK gives a connection back (a draining worker's idle ones,
+ * the mover's, or one the worker could not take), with the bytes not yet
+ * run; CHAN_CLOSED lists, as data, the ids (uint32_t) the worker is done
+ * with.  CHAN_CONN between two masters (USR2) carries the descriptor. */
+enum chan_type {
+    CHAN_CONN = 1,   /* master -> worker, old master -> new: fd, id, peer, data */
+    CHAN_FREE = 2,   /* worker -> master: I am free */
+    CHAN_RETIRE = 3, /* worker -> master: replace me (max_requests) */
+    CHAN_BACK = 5,   /* worker -> master: id, peer, data */
+    CHAN_CLOSED = 6, /* worker -> master: ids */
+};
 
 struct chan_msg {
     uint16_t type;
     uint16_t listener; /* index of the listening socket it came in on */
     uint32_t peerlen;
     uint32_t datalen;             /* bytes of the connection already read, following */
+    uint32_t id;                  /* the master's descriptor number for it */
     struct sockaddr_storage peer; /* accept4's address, saves a getpeername */
 };
 
@@ -43,5 +53,9 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data);
 
 /* A message without a file descriptor (CHAN_FREE, CHAN_RETIRE). */
 int channel_send_type(int ch, int type);
+
+/* A message with a header and data but no descriptor (CHAN_BACK,
+ * CHAN_CLOSED).  Returns 0 or -1 with errno. */
+int channel_send(int ch, const struct chan_msg *msg, const void *data);
 
 #endif

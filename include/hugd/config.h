@@ -37,14 +37,16 @@ struct hugd_config {
     int umask;
     char *chdir;
     char *pythonpath; /* comma-separated folders put first on sys.path */
+    char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
     /* [workers] */
     int workers;
-    double timeout;          /* seconds one request may run; 0 = no limit */
-    double graceful_timeout; /* seconds a drain may take */
-    int max_requests;        /* recycle a worker after this many; 0 = never */
-    double rebalance_after;  /* seconds in one request before its worker's waiting
-                                connections move to free workers; 0 = never */
+    double timeout;              /* seconds one request may run; 0 = no limit */
+    double graceful_timeout;     /* seconds a drain may take */
+    int max_requests;            /* recycle a worker after this many; 0 = never */
+    double rebalance_busy_after; /* the same while no worker is free */
+    double rebalance_after;      /* seconds in one request before its worker's waiting
+                                    connections move to free workers; 0 = never */
     int max_requests_jitter;
 
     /* [http] */
@@ -57,8 +59,9 @@ struct hugd_config {
     long long body_buffer_size; /* body bytes held in memory; the rest goes to a temp file */
 
     /* [log] */
-    char *access_logfile; /* NULL = off, "-" = stdout */
-    char *error_logfile;  /* NULL or "-" = stderr */
+    char *access_logfile;   /* NULL = off, "-" = stdout */
+    char *access_logformat; /* gunicorn's atoms, or "json" (accesslog.h) */
+    char *error_logfile;    /* NULL or "-" = stderr */
     enum log_level log_level;
 
     int check_config; /* --check-config: validate, print, exit */

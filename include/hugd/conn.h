@@ -34,6 +34,8 @@ struct http_request {
     int complete;  /* on_message_complete has run */
     int timed;     /* the head's deadline is set */
     uint8_t method, major, minor;
+    /* Each set when it is parsed: a bad request may stop before. */
+    uint8_t have_method, have_version;
     int keepalive;           /* what the client's side allows */
     int expect_continue;     /* a "100 Continue" is owed before the body */
     uint64_t content_length; /* declared, when has_length */
@@ -82,6 +84,9 @@ struct conn {
     struct worker *w;
     int fd;
     int listener;
+    uint32_t id;         /* the master's name for it (its descriptor there) */
+    struct sb_conn *rec; /* its record on the scoreboard */
+    int shared;          /* the state last written there */
     enum conn_state state;
     ev_io io;
     ev_timer timer;
@@ -103,10 +108,16 @@ struct conn {
     int in_ready;
     struct conn *flush_next; /* response produced, not yet written */
     int in_flush;
-    /* Set by conn_rescue (a signal handler) while the worker is stuck in a
-     * long request: the connection went to the master; the worker closes
-     * its copy once the application returns (conn_sweep). */
-    volatile sig_atomic_t given_away;
+    /* Where the bytes of a request head not yet complete begin in `in`:
+     * they are kept raw, so that the connection can move to another worker
+     * with them, to be parsed again there. */
+    size_t head_mark;
+    /* Set by the mover (under the worker's lock) once it gave the
+     * connection to the master; the main thread then only lets go of its
+     * copy (conn_sweep). */
+    int given_away;
+    int move_error; /* the mover's write failed: left to the main thread */
+    int move_input; /* the mover saw input arrive (mover-owned) */
 };
 
 /* Take over a connection handed over by the master. */
@@ -121,13 +132,25 @@ void conn_drain(struct conn *c);
 /* Parse and answer what the read phase of this loop iteration collected. */
 void conn_run_ready(struct worker *w);
 
-/* Async-signal-safe; called while the worker is inside the application on
- * one request for long: write the responses that are done, and give every
- * connection that waits for this worker (idle keep-alive ones, and ones
- * whose next request is read but not started) back to the master, which
- * passes them to a free worker. */
-void conn_rescue(struct worker *w);
-/* Once the application returned: let go of what conn_rescue gave away. */
+/* For the mover (include/hugd/mover.h), while the main thread is inside
+ * the application for another connection.  None of these runs Python or
+ * touches the event loop. */
+enum conn_move {
+    MOVE_STAY,     /* nothing to run, or state only this worker can finish */
+    MOVE_NOW,      /* has a request to run (or part of one): give it away */
+    MOVE_ON_INPUT, /* idle between requests: give it away once the client sends */
+    MOVE_WRITE,    /* a finished response waits to be written */
+};
+enum conn_move conn_move_plan(const struct conn *c);
+/* Write what is produced of a finished response.  1: all out; 0: the
+ * socket is full; -1: it failed (the main thread closes it later). */
+int conn_move_write(struct conn *c);
+/* Give it back to the master with the bytes not yet run.  0, or -1 (the
+ * channel is full: it stays). */
+int conn_give_away(struct conn *c);
+
+/* Main thread, at a point where no list of connections is being walked:
+ * let go of what the mover gave away. */
 void conn_sweep(struct worker *w);
 
 #endif

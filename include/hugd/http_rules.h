@@ -6,7 +6,7 @@
  * scanner for the line structure of a request head and of chunked
  * trailers (bare LF, obs-fold, the spaces of the request line).
  *
- * Everything here is ASCII-only and independent of the locale. */
+ * Everything here is ASCII-only (hugd/ascii.h), independent of the locale. */
 #ifndef HUGD_HTTP_RULES_H
 #define HUGD_HTTP_RULES_H
 

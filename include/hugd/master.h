@@ -22,7 +22,9 @@ struct launch {
  * change each, so that a pending signal is never let through between two
  * steps).  They stay blocked from start-up, and across the exec of a
  * reload, until the master loop has its handlers in place: a HUP or TERM
- * that comes early waits instead of killing the process. */
+ * that comes early waits instead of killing the process.  1 is for just
+ * before that exec: what came and was not acted on yet (a HUP waiting for
+ * the reload to end among it) is made pending again, for the new image. */
 void master_block_signals(int block);
 
 /* Serve until stopped.  app_ok is 0 when a reload could not import the new

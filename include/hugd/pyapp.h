@@ -8,6 +8,15 @@
 
 #include "hugd/config.h"
 
+/* Choose the virtualenv (c->virtualenv, else $VIRTUAL_ENV, else none)
+ * before pyapp_init and before any chdir (a relative path is taken from the
+ * folder hugd started in).  Refuses one that has no pyvenv.cfg or was made
+ * for another Python version than the one embedded.  Returns 0, or -1 with
+ * one line in err. */
+int pyapp_use_virtualenv(const struct hugd_config *c, char *err, size_t errlen);
+/* Its absolute path, or NULL. */
+const char *pyapp_virtualenv(void);
+
 /* Start CPython (no Python signal handlers: hugd owns signals) and set up
  * sys.path.  Returns 0, or -1 after printing why. */
 int pyapp_init(const struct hugd_config *c);

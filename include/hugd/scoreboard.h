@@ -7,6 +7,7 @@
 #define HUGD_SCOREBOARD_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -34,20 +35,49 @@ struct sb_slot {
     int64_t spawned_ms;
 } __attribute__((aligned(64)));
 
+/* The master keeps its own descriptor of every connection it hands out, so
+ * that one idle between requests outlives its worker.  One record per
+ * descriptor number says whose it is and whether it could move now. */
+enum sb_conn_state {
+    SBC_FREE = 0,  /* no connection on this number */
+    SBC_MASTER,    /* held by the master (its queue) */
+    SBC_SENT,      /* in a worker's channel, not yet taken */
+    SBC_SENT_DATA, /* the same, with request bytes only the message carries */
+    SBC_IDLE,      /* its worker has it between requests: nothing read since the last response */
+    SBC_ACTIVE,    /* its worker is in the middle of a request on it */
+    SBC_CLOSED,    /* its worker is done with it; the master closes its copy */
+};
+
+struct sb_conn {
+    _Atomic int16_t owner; /* worker slot, -1 none; master-written */
+    _Atomic uint8_t state; /* the master writes MASTER/SENT*, the owner the rest */
+    uint8_t listener;
+};
+
 struct scoreboard {
     /* Set by the master while connections wait in its queue: a worker that
      * turns free must then say so over its channel. */
     _Atomic int waiting;
     int nslots;
+    int nconns;      /* connection records, one per descriptor number below it */
+    size_t conn_off; /* where they start, from the board's first byte */
     struct sb_slot slot[];
 };
 
-/* A shared mapping of a new memfd (its descriptor in *fd); NULL with errno
- * on failure. */
-struct scoreboard *scoreboard_create(int nslots, int *fd);
+/* A shared mapping of a new memfd (its descriptor in *fd) with nslots
+ * worker slots and nconns connection records; NULL with errno on failure. */
+struct scoreboard *scoreboard_create(int nslots, int nconns, int *fd);
 /* Map an existing board, inherited across exec. */
-struct scoreboard *scoreboard_attach(int fd, int nslots);
+struct scoreboard *scoreboard_attach(int fd);
 void scoreboard_reset_slot(struct sb_slot *s);
+
+/* The record for descriptor number id, or NULL past the table. */
+static inline struct sb_conn *sb_conn(struct scoreboard *sb, int id)
+{
+    if (id < 0 || id >= sb->nconns)
+        return NULL;
+    return (struct sb_conn *)((char *)sb + sb->conn_off) + id;
+}
 
 int64_t monotonic_ms(void);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "hugd/config.h"
+#include "hugd/mover.h"
 #include "hugd/scoreboard.h"
 #include "hugd/sock.h"
 
@@ -31,21 +32,28 @@ struct worker {
     ev_check check_w;
     int nconns;
     int draining;
-    int told_free;                   /* a "free" wake-up was sent and nothing changed since */
-    uint64_t max_requests;           /* this worker's own limit, jitter included; 0 = none */
-    volatile sig_atomic_t in_app;    /* inside the application (conn_rescue may run) */
-    volatile sig_atomic_t gave_away; /* conn_rescue moved connections: sweep them */
+    int told_free;         /* a "free" wake-up was sent and nothing changed since */
+    uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
     int retire_asked;
-    void *py_thread; /* PyThreadState* while the loop waits in poll */
+    void *py_thread;           /* PyThreadState* while the loop waits in poll */
+    int epoll_fd;              /* libev's, when it could be found (conn_close); else -1 */
+    uint32_t closed_ids[1024]; /* connections done with, not yet told (CHAN_CLOSED) */
+    int nclosed;
+    struct mover mover;
 };
 
 /* Never returns: serves until told to stop, then exits. */
 void worker_main(struct worker *w) __attribute__((noreturn));
 
-/* Called by conn.c around the application call. */
-void worker_enter_app(struct worker *w, const char *method, const char *path, size_t pathlen);
+/* Called by conn.c around every call into the application, for c. */
+void worker_enter_app(struct worker *w, struct conn *c, const char *method, const char *path,
+                      size_t pathlen);
 void worker_leave_app(struct worker *w);
-void worker_conn_closed(struct worker *w, struct conn *c);
+/* c is closed; released: the master is to close its copy too (not when
+ * it went back to the master). */
+void worker_conn_closed(struct worker *w, uint32_t id, int released);
+/* Tell the master which connections we are done with. */
+void worker_flush_closed(struct worker *w);
 void worker_request_done(struct worker *w);
 
 #endif

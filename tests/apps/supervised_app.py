@@ -4,16 +4,27 @@ Every answer is '<VERSION> <pid>\\n', so a client can tell which worker and
 which code answered.  The reload tests copy this file and rewrite VERSION.
 
   /pid          answer at once
-  /sleep?s=N    sleep N seconds in the function `sleep`, then answer
+  /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
+  /crash        kill the worker (SIGABRT) in the middle of the request
+
+IMPORT_DELAY > 0 (the reload tests rewrite it like VERSION): importing the
+module says so on stderr, then takes that many seconds.
 """
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
 VERSION = "base"
+IMPORT_DELAY = 0
+
+if IMPORT_DELAY:
+    print(f"supervised_app: importing {VERSION}", file=sys.stderr, flush=True)
+    time.sleep(IMPORT_DELAY)
 
 
 def sleep(seconds):
+    print(f"supervised_app: sleeping {seconds} s in {os.getpid()}", file=sys.stderr, flush=True)
     time.sleep(seconds)
 
 
@@ -22,6 +33,8 @@ def application(environ, start_response):
     if path == "/sleep":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         sleep(float(qs.get("s", ["1"])[0]))
+    elif path == "/crash":
+        os.abort()
     elif path != "/pid":
         body = b"not found\n"
         start_response("404 Not Found", [("Content-Type", "text/plain"),

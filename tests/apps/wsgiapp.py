@@ -297,6 +297,20 @@ def latin1_header(environ, start_response):
     return [b"ok"]
 
 
+def app_header(environ, start_response):
+    """/app_header?name=N&value=V: a response carrying the header N: V."""
+    q = _qs(environ)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2"),
+                              (q["name"], q.get("value", ""))])
+    return [b"ok"]
+
+
+def ctype_locale(environ, start_response):
+    """The LC_CTYPE the process runs under (the embedded interpreter sets it)."""
+    import locale
+    return _text(start_response, locale.setlocale(locale.LC_CTYPE))
+
+
 def big_gen(environ, start_response):
     """5 MiB in 64 KiB pieces, no Content-Length."""
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -325,6 +339,8 @@ ROUTES = {
     "status": status,
     "wrong_cl": wrong_cl,
     "latin1_header": latin1_header,
+    "app_header": app_header,
+    "locale": ctype_locale,
     "big_gen": big_gen,
     "env": env_dump,
     "echo": echo,

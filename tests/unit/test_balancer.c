@@ -22,53 +22,105 @@ static void worker(struct scoreboard *sb, int i, int state, int sent, int receiv
     atomic_store(&s->closed, (uint64_t)closed);
 }
 
+/* Rotation over equal free workers: which slot each pick gets when the
+ * caller moves start past the last pick, as the master does. */
+static void rotate(const struct scoreboard *sb, const int *live, int nlive, int start,
+                   const int *want, int n)
+{
+    for (int k = 0; k < n; k++) {
+        int i = balancer_pick(sb, live, nlive, start);
+        CHECK_INT(i, want[k]);
+        start = (i + 1) % sb->nslots;
+    }
+}
+
+static void live_slots(void)
+{
+    struct scoreboard *sb = board(1024);
+    const int live[] = {1, 5, 900};
+
+    /* No live slot: nothing is looked at, however free the board looks. */
+    worker(sb, 0, SB_IDLE, 0, 0, 0);
+    CHECK_INT(balancer_pick(sb, live, 0, 0), -1);
+    CHECK_INT(balancer_pick(sb, NULL, 0, 0), -1);
+    /* Slot 0 is free but not live: the live ones are not free yet. */
+    CHECK_INT(balancer_pick(sb, live, 3, 0), -1);
+
+    /* Holes in the slot range: only live slots count, ties rotate through
+     * them in slot order, from any start (in a hole, past the end). */
+    for (int k = 0; k < 3; k++)
+        worker(sb, live[k], SB_IDLE, 2, 2, 1);
+    rotate(sb, live, 3, 0, (const int[]){1, 5, 900, 1, 5, 900, 1}, 7);
+    rotate(sb, live, 3, 2, (const int[]){5, 900, 1}, 3);
+    rotate(sb, live, 3, 6, (const int[]){900, 1, 5}, 3);
+    rotate(sb, live, 3, 901, (const int[]){1, 5, 900}, 3);
+    rotate(sb, live, 3, 1023, (const int[]){1}, 1);
+    rotate(sb, live, 3, -1, (const int[]){1}, 1);
+
+    /* The least busy wins wherever it is in the rotation. */
+    worker(sb, 900, SB_IDLE, 2, 2, 2); /* 0 connections */
+    CHECK_INT(balancer_pick(sb, live, 3, 0), 900);
+    CHECK_INT(balancer_pick(sb, live, 3, 901), 900);
+    worker(sb, 900, SB_BUSY, 2, 2, 2);
+    CHECK_INT(balancer_pick(sb, live, 3, 900), 1);
+
+    /* One live slot, anywhere. */
+    const int last[] = {1023};
+    worker(sb, 1023, SB_IDLE, 0, 0, 0);
+    rotate(sb, last, 1, 0, (const int[]){1023, 1023}, 2);
+    worker(sb, 1023, SB_DRAINING, 0, 0, 0);
+    CHECK_INT(balancer_pick(sb, last, 1, 0), -1);
+    free(sb);
+}
+
 int main(void)
 {
+    static const int all4[] = {0, 1, 2, 3};
     struct scoreboard *sb = board(4);
     /* No worker at all, or only empty slots. */
-    CHECK_INT(balancer_pick(sb, 0), -1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), -1);
 
     /* A booting worker is not free yet. */
     worker(sb, 0, SB_BOOTING, 0, 0, 0);
-    CHECK_INT(balancer_pick(sb, 0), -1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), -1);
 
     /* Idle with nothing pending: free. */
     worker(sb, 0, SB_IDLE, 0, 0, 0);
-    CHECK_INT(balancer_pick(sb, 0), 0);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), 0);
 
     /* Inside the app: not free, the other one wins. */
     worker(sb, 0, SB_BUSY, 5, 5, 4);
     worker(sb, 1, SB_IDLE, 9, 9, 2); /* 7 keep-alive connections, still free */
-    CHECK_INT(balancer_pick(sb, 0), 1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), 1);
 
     /* Handed a connection it has not picked up yet: not free. */
     worker(sb, 1, SB_IDLE, 10, 9, 2);
-    CHECK_INT(balancer_pick(sb, 0), -1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), -1);
 
     /* Among free workers, the fewest connections wins, wherever it is. */
     worker(sb, 0, SB_IDLE, 5, 5, 1); /* 4 */
     worker(sb, 1, SB_IDLE, 9, 9, 2); /* 7 */
     worker(sb, 2, SB_IDLE, 3, 3, 1); /* 2 */
     worker(sb, 3, SB_IDLE, 8, 8, 5); /* 3 */
-    CHECK_INT(balancer_pick(sb, 0), 2);
-    CHECK_INT(balancer_pick(sb, 3), 2);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), 2);
+    CHECK_INT(balancer_pick(sb, all4, 4, 3), 2);
 
     /* Ties go to the first at or after start, so equal workers take turns. */
     for (int i = 0; i < 4; i++)
         worker(sb, i, SB_IDLE, 2, 2, 1);
-    CHECK_INT(balancer_pick(sb, 0), 0);
-    CHECK_INT(balancer_pick(sb, 1), 1);
-    CHECK_INT(balancer_pick(sb, 3), 3);
-    CHECK_INT(balancer_pick(sb, 7), 0); /* out of range start is clamped */
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), 0);
+    CHECK_INT(balancer_pick(sb, all4, 4, 1), 1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 3), 3);
+    CHECK_INT(balancer_pick(sb, all4, 4, 7), 0); /* out of range start is clamped */
 
     /* A worker the master took out of service (retiring, timed out). */
     atomic_store(&sb->slot[1].accepting, 0);
-    CHECK_INT(balancer_pick(sb, 1), 2);
+    CHECK_INT(balancer_pick(sb, all4, 4, 1), 2);
 
     /* Draining workers take nothing. */
     for (int i = 0; i < 4; i++)
         worker(sb, i, SB_DRAINING, 0, 0, 0);
-    CHECK_INT(balancer_pick(sb, 0), -1);
+    CHECK_INT(balancer_pick(sb, all4, 4, 0), -1);
 
     /* The is-free rule itself. */
     worker(sb, 0, SB_IDLE, 1, 1, 0);
@@ -77,5 +129,6 @@ int main(void)
     CHECK_INT(balancer_is_free(&sb->slot[0]), 0);
 
     free(sb);
+    live_slots();
     return CHECK_DONE();
 }

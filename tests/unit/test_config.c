@@ -161,6 +161,7 @@ static void expect_same(const struct hugd_config *a, const struct hugd_config *b
     SAME_STR(target);
     SAME_STR(chdir);
     SAME_STR(pythonpath);
+    SAME_STR(virtualenv);
     SAME_INT(nbinds);
     for (int i = 0; i < a->nbinds && i < b->nbinds; i++)
         SAME_STR(binds[i]);
@@ -177,6 +178,7 @@ static void expect_same(const struct hugd_config *a, const struct hugd_config *b
     SAME_INT(max_body_size);
     SAME_INT(body_buffer_size);
     SAME_STR(access_logfile);
+    SAME_STR(access_logformat);
     SAME_STR(error_logfile);
     SAME_INT(log_level);
 }
@@ -416,6 +418,11 @@ static void test_file_errors(void)
     EXPECT_LOAD_ERROR("[log]\nlog_level = loud\n",
                       "%s:2: log_level: 'loud' is not one of debug, info, warning, error, "
                       "critical");
+    EXPECT_LOAD_ERROR("[log]\n\naccess_logformat = %(h)s %(zz)s\n",
+                      "%s:3: access_logformat: unknown atom %%(zz)s (known: h l u t r m U q H s b "
+                      "B f a T M D L p, {header}i, {header}o, %%%%)");
+    EXPECT_LOAD_ERROR("[log]\naccess_logformat = 100% done\n",
+                      "%s:2: access_logformat: '%% done' at byte 4: expected %%(NAME)s or %%%%");
     EXPECT_LOAD_ERROR("[wrkers]\nworkers = 2\n", "%s:2: unknown section [wrkers]");
     EXPECT_LOAD_ERROR("[workers]\nworker = 2\n", "%s:2: unknown key 'worker' in [workers]");
     EXPECT_LOAD_ERROR("[app]\nconfig = x.ini\n", "%s:2: unknown key 'config' in [app]");
@@ -604,6 +611,14 @@ static void test_cli(void)
     EXPECT_STR(c.target, "app.py");
     config_free(&c);
 
+    /* A format the log cannot use is a configuration error (78), not a usage error. */
+    EXPECT_INT(run(&c, "--access-logformat", "%(h)s %(Q)s", "app", NULL), HUGD_EX_CONFIG);
+    EXPECT_HAS(err_text, "hugd: --access-logformat: unknown atom %(Q)s");
+    config_free(&c);
+    EXPECT_INT(run(&c, "--access-logformat", "json", "app", NULL), 0);
+    EXPECT_STR(c.access_logformat, "json");
+    config_free(&c);
+
     /* Usage errors. */
     EXPECT_INT(run(&c, "-w", "abc", "app", NULL), HUGD_EX_USAGE);
     EXPECT_STR(err_text, "hugd: --workers: 'abc' is not a number\n"
@@ -667,6 +682,7 @@ static void test_cli(void)
     EXPECT_HAS(out_text, "(default: 100M)");
     static const char *const longs[] = {"chdir",
                                         "pythonpath",
+                                        "virtualenv",
                                         "bind",
                                         "backlog",
                                         "accept-queue",
@@ -681,6 +697,7 @@ static void test_cli(void)
                                         "max-body-size",
                                         "body-buffer-size",
                                         "access-logfile",
+                                        "access-logformat",
                                         "error-logfile",
                                         "log-level",
                                         "config",

@@ -1,0 +1,173 @@
+/* The connections the master holds.
+ *
+ * The master keeps its own descriptor of every connection it hands to a
+ * worker, until that worker says it is done with it (CHAN_CLOSED).  A
+ * worker never sends a connection back: it names it by the master's
+ * descriptor number (CHAN_BACK).  When a worker dies, the connections it
+ * had that were idle between requests, or still in its channel, go to
+ * other workers; only those in the middle of a request are closed.  The
+ * scoreboard's connection records (one per descriptor number) say whose
+ * each one is and what state it is in; the owner writes the state as it
+ * works, with plain stores. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hugd/log.h"
+#include "master_int.h"
+
+int conns_hold(int fd, int listener)
+{
+    struct sb_conn *rec = sb_conn(M.sb, fd);
+    if (!rec) {
+        /* Only past the descriptor limit the table was sized for at start
+         * (someone raised it since). */
+        log_errx("connection on descriptor %d: beyond the %d the master can track; closed", fd,
+                 M.sb->nconns);
+        close(fd);
+        return -1;
+    }
+    atomic_store(&rec->owner, -1);
+    rec->listener = (uint8_t)listener;
+    atomic_store(&rec->state, SBC_MASTER);
+    if (fd >= M.conn_hi)
+        M.conn_hi = fd + 1;
+    return 0;
+}
+
+void conns_sending(int fd, int slot, int with_data)
+{
+    struct sb_conn *rec = sb_conn(M.sb, fd);
+    /* Before the message goes: the worker may take it and record its own
+     * state at once. */
+    atomic_store(&rec->owner, (int16_t)slot);
+    atomic_store(&rec->state, with_data ? SBC_SENT_DATA : SBC_SENT);
+}
+
+void conns_unsent(int fd)
+{
+    struct sb_conn *rec = sb_conn(M.sb, fd);
+    atomic_store(&rec->owner, -1);
+    atomic_store(&rec->state, SBC_MASTER);
+}
+
+void conns_close(int fd)
+{
+    struct sb_conn *rec = sb_conn(M.sb, fd);
+    if (rec) {
+        atomic_store(&rec->owner, -1);
+        atomic_store(&rec->state, SBC_FREE);
+    }
+    close(fd);
+}
+
+static struct sb_conn *owned_by(int id, int slot)
+{
+    struct sb_conn *rec = sb_conn(M.sb, id);
+    if (!rec || atomic_load(&rec->state) == SBC_FREE || atomic_load(&rec->owner) != slot)
+        return NULL;
+    return rec;
+}
+
+void conns_given_back(int slot, const struct chan_msg *m, const char *data)
+{
+    int fd = (int)m->id;
+    if (!owned_by(fd, slot)) {
+        log_warnx("worker %d gave back connection %d, which is not its own", slot, fd);
+        return;
+    }
+    conns_unsent(fd);
+    struct chan_msg msg = *m;
+    msg.type = CHAN_CONN;
+    master_take_conn(fd, &msg, data);
+}
+
+void conns_closed(int slot, const char *data, size_t len)
+{
+    for (size_t off = 0; off + sizeof(uint32_t) <= len; off += sizeof(uint32_t)) {
+        uint32_t id;
+        memcpy(&id, data + off, sizeof(id));
+        if (owned_by((int)id, slot))
+            conns_close((int)id);
+    }
+}
+
+void conns_worker_gone(int slot)
+{
+    int moved = 0, closed = 0;
+    for (int fd = 0; fd < M.conn_hi; fd++) {
+        struct sb_conn *rec = owned_by(fd, slot);
+        if (!rec)
+            continue;
+        int st = atomic_load(&rec->state);
+        struct chan_msg msg;
+        memset(&msg, 0, sizeof(msg));
+        socklen_t sl = sizeof(msg.peer);
+        /* Idle between requests, or never taken: nothing of it was lost
+         * with the worker, so another one serves it. */
+        if ((st == SBC_IDLE || st == SBC_SENT) &&
+            getpeername(fd, (struct sockaddr *)&msg.peer, &sl) == 0) {
+            conns_unsent(fd);
+            msg.type = CHAN_CONN;
+            msg.listener = rec->listener;
+            msg.peerlen = sl;
+            master_take_conn(fd, &msg, NULL);
+            moved++;
+        } else {
+            conns_close(fd);
+            closed += st != SBC_CLOSED;
+        }
+    }
+    if (moved || closed)
+        log_info("worker %d's connections: %d idle one(s) went to other workers, %d in a request "
+                 "closed",
+                 slot, moved, closed);
+}
+
+void conns_close_inherited(void)
+{
+    /* In a new worker: the copies it inherited are not its own, and would
+     * keep connections open after their owners closed them. */
+    for (int fd = 0; fd < M.conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(M.sb, fd);
+        if (atomic_load(&rec->state) != SBC_FREE)
+            close(fd);
+    }
+}
+
+void conns_keep_on_exec(int keep)
+{
+    for (int fd = 0; fd < M.conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(M.sb, fd);
+        int st = atomic_load(&rec->state);
+        if (st == SBC_FREE || st == SBC_MASTER)
+            continue; /* the queue's travel in HUGD_INHERIT */
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0)
+            fcntl(fd, F_SETFD, keep ? fl & ~FD_CLOEXEC : fl | FD_CLOEXEC);
+    }
+}
+
+void conns_adopt(void)
+{
+    /* After an in-place reload: the records are the previous image's.
+     * Held by the master then means queued, and those come back through
+     * HUGD_INHERIT (conns_hold again); the rest are the workers'. */
+    M.conn_hi = 0;
+    for (int fd = 0; fd < M.sb->nconns; fd++) {
+        struct sb_conn *rec = sb_conn(M.sb, fd);
+        int st = atomic_load(&rec->state);
+        if (st == SBC_FREE)
+            continue;
+        if (st == SBC_MASTER) {
+            atomic_store(&rec->state, SBC_FREE);
+            continue;
+        }
+        M.conn_hi = fd + 1;
+        int fl = fcntl(fd, F_GETFD);
+        if (fl >= 0)
+            fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+    }
+}

@@ -1,0 +1,345 @@
+/* The worker's mover thread; see include/hugd/mover.h. */
+#include "hugd/mover.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hugd/balancer.h"
+#include "hugd/conn.h"
+#include "hugd/log.h"
+#include "hugd/worker.h"
+
+static void futex_wait(_Atomic int *addr, int val)
+{
+    /* Returns at once if *addr is no longer val: no wake-up is missed. */
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic int *addr)
+{
+    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The mover ends a pass: the main thread may be waiting for that. */
+static void end_pass(struct mover *mv, int to)
+{
+    atomic_store(&mv->own, to);
+    futex_wake(&mv->own);
+}
+
+/* Back from poll: take the connections for a pass, unless the main thread
+ * has taken them back (then they may have changed or gone). */
+static int begin_pass(struct mover *mv)
+{
+    int x = OWN_POLL;
+    return atomic_compare_exchange_strong(&mv->own, &x, OWN_MOVER);
+}
+
+static void drain_eventfd(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof(v)) > 0)
+        ;
+}
+
+/* Connections the master sent just before the worker went into the
+ * application: they were meant for a free worker, so straight back. */
+static void return_channel(struct worker *w)
+{
+    struct mover *mv = &w->mover;
+    static char data[CHAN_MAX_DATA]; /* the mover's own: the main thread has another */
+    while (mv->nstash < MOVER_STASH) {
+        struct chan_msg m;
+        int fd;
+        if (channel_recv(w->channel, &m, &fd, data) <= 0)
+            return;
+        if (m.type != CHAN_CONN) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        atomic_fetch_add(&w->slot->received, 1);
+        struct chan_msg back = m;
+        back.type = CHAN_BACK;
+        if (channel_send(w->channel, &back, data) == 0) {
+            /* The master has its own descriptor of it. */
+            atomic_fetch_add(&w->slot->closed, 1);
+            if (fd >= 0)
+                close(fd);
+            atomic_fetch_add(&mv->moves, 1);
+            log_debug("returned a connection to the master: busy in a request");
+            continue;
+        }
+        if (fd < 0)
+            continue; /* nothing to serve it with; the master's copy waits for our death */
+        /* The channel is full: the main thread serves it when it is back. */
+        mv->stash[mv->nstash].fd = fd;
+        mv->stash[mv->nstash].msg = m;
+        mv->stash[mv->nstash].msg.datalen = 0;
+        mv->nstash++;
+    }
+}
+
+struct watchlist {
+    struct pollfd *pfd;
+    struct conn **who;
+    int n, cap;
+};
+
+static int watch_add(struct watchlist *wl, int fd, short events, struct conn *c)
+{
+    if (wl->n == wl->cap) {
+        int cap = wl->cap ? wl->cap * 2 : 64;
+        struct pollfd *p = realloc(wl->pfd, (size_t)cap * sizeof(*p));
+        if (!p)
+            return -1;
+        wl->pfd = p;
+        struct conn **q = realloc(wl->who, (size_t)cap * sizeof(*q));
+        if (!q)
+            return -1;
+        wl->who = q;
+        wl->cap = cap;
+    }
+    wl->pfd[wl->n] = (struct pollfd){.fd = fd, .events = events};
+    wl->who[wl->n] = c;
+    wl->n++;
+    return 0;
+}
+
+/* Is moving worth it now?  Yes if another worker is free to take the
+ * connection, or once this call has run for busy_after anyway (then the
+ * first worker to free up is likely sooner than this one).  Otherwise:
+ * the number of milliseconds after which to ask again. */
+static int wait_before_moving(struct worker *w)
+{
+    struct mover *mv = &w->mover;
+    int64_t age = monotonic_ms() - atomic_load(&w->slot->busy_since_ms);
+    if (age >= mv->busy_after_ms)
+        return 0;
+    if (!atomic_load(&w->sb->waiting)) {
+        /* The master holds nothing for lack of a free worker: is one? */
+        for (int i = 0; i < w->sb->nslots; i++) {
+            const struct sb_slot *s = &w->sb->slot[i];
+            if (s != w->slot && balancer_is_free(s))
+                return 0;
+        }
+    }
+    int64_t left = mv->busy_after_ms - age;
+    return left < 2 ? 2 : left > 5 ? 5 : (int)left;
+}
+
+static int give_away(struct mover *mv, struct conn *c)
+{
+    if (conn_give_away(c) < 0)
+        return -1;
+    mv->moved = 1;
+    atomic_fetch_add(&mv->moves, 1);
+    log_debug("moved a connection from %s: it has a request to run", c->peer_addr);
+    return 0;
+}
+
+/* One pass over the worker's connections: act on what can be done now,
+ * list what has to be waited for.  Returns the poll timeout (ms). */
+static int plan(struct worker *w, struct watchlist *wl)
+{
+    struct mover *mv = &w->mover;
+    int retry = 0;
+    int wait = -1; /* not asked yet */
+    wl->n = 0;
+    watch_add(wl, mv->efd, POLLIN, NULL);
+    if (!w->draining)
+        watch_add(wl, w->channel, POLLIN, NULL);
+    for (struct conn *c = w->conns; c; c = c->next) {
+        if (c == mv->current)
+            continue;
+        enum conn_move m = conn_move_plan(c);
+        if (m == MOVE_ON_INPUT && c->move_input)
+            m = MOVE_NOW;
+        if (m == MOVE_WRITE) {
+            int r = conn_move_write(c);
+            if (r == 0 && watch_add(wl, c->fd, POLLOUT, c) < 0)
+                retry = 1;
+            if (r <= 0)
+                continue;
+            m = conn_move_plan(c); /* written out: idle now, or pipelined input */
+        }
+        if (m == MOVE_NOW) {
+            if (wait < 0)
+                wait = wait_before_moving(w);
+            if (wait > 0)
+                retry = wait; /* not yet: look again then */
+            else if (give_away(mv, c) < 0)
+                retry = 2; /* the channel is full: try again shortly */
+        } else if (m == MOVE_ON_INPUT && watch_add(wl, c->fd, POLLIN, c) < 0) {
+            retry = 2;
+        }
+    }
+    return retry ? retry : -1;
+}
+
+/* Engaged: the main thread is inside the application and we own the
+ * connections.  Returns when the main thread has taken them back. */
+static void watch(struct worker *w)
+{
+    struct mover *mv = &w->mover;
+    struct watchlist wl = {0};
+    for (struct conn *c = w->conns; c; c = c->next)
+        c->move_input = 0; /* what we saw last time, the main thread has read since */
+    int timeout = plan(w, &wl);
+    return_channel(w);
+    for (;;) {
+        end_pass(mv, OWN_POLL);
+        int n = poll(wl.pfd, (nfds_t)wl.n, timeout);
+        int e = errno;
+        if (!begin_pass(mv))
+            break; /* the main thread is back: wl is stale */
+        if (n < 0 && e != EINTR) {
+            log_err(e, "poll in the mover");
+            end_pass(mv, OWN_NONE);
+            break;
+        }
+        int again = n == 0;
+        for (int i = 1; i < wl.n && n > 0; i++) {
+            if (!wl.pfd[i].revents)
+                continue;
+            struct conn *c = wl.who[i];
+            if (!c) {
+                return_channel(w);
+            } else if (wl.pfd[i].events & POLLOUT) {
+                again = 1; /* more of a finished response can go out */
+            } else {
+                /* The client sent: it has a request to run now.  plan()
+                 * moves it, or waits a little if nobody could take it. */
+                c->move_input = 1;
+                again = 1;
+            }
+        }
+        if (again)
+            timeout = plan(w, &wl);
+    }
+    drain_eventfd(mv->efd);
+    free(wl.pfd);
+    free(wl.who);
+}
+
+static void engage(struct worker *w, unsigned seq)
+{
+    struct mover *mv = &w->mover;
+    int x = OWN_NONE;
+    if (!atomic_compare_exchange_strong(&mv->own, &x, OWN_MOVER))
+        return; /* the main thread is not inside the application */
+    if (atomic_load(&mv->app_seq) != seq) {
+        end_pass(mv, OWN_NONE); /* another call, just begun: not yet */
+        return;
+    }
+    drain_eventfd(mv->efd); /* left over from an earlier engagement */
+    watch(w);
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    struct mover *mv = &w->mover;
+    /* A quarter of the threshold: a call is noticed soon after it passes. */
+    long tick_ns = mv->after_ns / 4 < 500000 ? 500000 : mv->after_ns / 4;
+    struct timespec tick = {.tv_sec = tick_ns / 1000000000L, .tv_nsec = tick_ns % 1000000000L};
+    int64_t after_ms = (mv->after_ns + 999999) / 1000000;
+    for (;;) {
+        int ph = atomic_load(&mv->phase);
+        if (ph != MOVER_RUNNING) {
+            /* The main thread waits in its loop: nothing runs, sleep until
+             * it wakes. */
+            if (ph == MOVER_ASLEEP || atomic_compare_exchange_strong(&mv->phase, &ph, MOVER_ASLEEP))
+                futex_wait(&mv->phase, MOVER_ASLEEP);
+            continue;
+        }
+        unsigned seq = atomic_load(&mv->app_seq);
+        if ((seq & 1) && monotonic_ms() - atomic_load(&w->slot->busy_since_ms) >= after_ms)
+            engage(w, seq);
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, NULL);
+    }
+    return NULL;
+}
+
+int mover_start(struct worker *w, double after, double busy_after)
+{
+    struct mover *mv = &w->mover;
+    memset(mv, 0, sizeof(*mv));
+    mv->efd = -1;
+    if (after <= 0)
+        return 0;
+    mv->after_ns = (long)(after * 1e9);
+    mv->busy_after_ms = (int64_t)(busy_after * 1000);
+    if (mv->after_ns < 100000)
+        mv->after_ns = 100000;
+    mv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (mv->efd < 0)
+        return -1;
+    atomic_store(&mv->own, OWN_MAIN);
+    /* Every signal stays with the main thread, as in a worker without one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&mv->thread, NULL, run, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        close(mv->efd);
+        mv->efd = -1;
+        errno = e;
+        return -1;
+    }
+    mv->running = 1;
+    return 0;
+}
+
+void mover_enter(struct mover *mv, struct conn *current)
+{
+    if (!mv->running)
+        return;
+    mv->current = current;
+    atomic_store(&mv->app_seq, atomic_load_explicit(&mv->app_seq, memory_order_relaxed) + 1);
+    atomic_store(&mv->own, OWN_NONE);
+}
+
+void mover_leave(struct mover *mv)
+{
+    if (!mv->running)
+        return;
+    atomic_store(&mv->app_seq, atomic_load_explicit(&mv->app_seq, memory_order_relaxed) + 1);
+    for (;;) {
+        int x = OWN_NONE;
+        if (atomic_compare_exchange_strong(&mv->own, &x, OWN_MAIN))
+            break;
+        if (x == OWN_POLL && atomic_compare_exchange_strong(&mv->own, &x, OWN_MAIN)) {
+            /* It waits in poll: wake it, so that it lets go of its list. */
+            uint64_t one = 1;
+            ssize_t n = write(mv->efd, &one, sizeof(one));
+            (void)n; /* an eventfd write only fails at a count of 2^64 - 2 */
+            break;
+        }
+        if (x == OWN_MOVER)
+            futex_wait(&mv->own, OWN_MOVER); /* in a pass: a few system calls */
+    }
+    mv->current = NULL;
+}
+
+void mover_loop_wait(struct mover *mv)
+{
+    if (mv->running)
+        atomic_store(&mv->phase, MOVER_LOOP_WAIT);
+}
+
+void mover_loop_wake(struct mover *mv)
+{
+    if (mv->running && atomic_exchange(&mv->phase, MOVER_RUNNING) == MOVER_ASLEEP)
+        futex_wake(&mv->phase);
+}
