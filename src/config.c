@@ -239,9 +239,11 @@ static int add_paths(struct hugd_config *c, const struct setting *e, const char 
     }
     while (*v) {
         size_t n = strcspn(v, ","), skip = n + (v[n] == ',');
-        while (n && (*v == ' ' || *v == '\t'))
+        /* All that inih strips from a value: an item printed with it at
+         * an end of its line would not read back the same. */
+        while (n && strchr(" \t\n\v\f\r", *v))
             v++, n--, skip--;
-        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        while (n && strchr(" \t\n\v\f\r", v[n - 1]))
             n--;
         if (n) {
             size_t old = *p ? strlen(*p) : 0;
@@ -313,7 +315,8 @@ static int add_binds(struct hugd_config *c, const struct setting *e, const char 
 
     if (!copy)
         return fail(err, len, "out of memory");
-    for (t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+    /* Blanks as inih strips them (see add_paths). */
+    for (t = strtok_r(copy, ", \t\n\v\f\r", &save); t; t = strtok_r(NULL, ", \t\n\v\f\r", &save)) {
         if (check_bind(t, err, len) < 0)
             goto out;
         for (int i = 0; i < base + n; i++) {
@@ -351,6 +354,32 @@ static int add_binds(struct hugd_config *c, const struct setting *e, const char 
 out:
     free(copy);
     return r;
+}
+
+/* inih ends a "key = value" line's value at a ';' after a blank (but not
+ * a continuation line's, nor a command-line value): such a value could not
+ * be printed back as it is (found by fuzzing). */
+static int comment_inside(const char *v)
+{
+    for (; *v; v++)
+        if (v[1] == ';' && strchr(" \t\n\v\f\r", v[0]))
+            return 1;
+    return 0;
+}
+
+/* config_print writes "key = value" (a list: one item a line), and inih
+ * reads lines of at most INI_MAX_LINE - 2 bytes before the newline: a value
+ * longer than that (from continuation lines or the command line) would
+ * not read back (found by fuzzing). */
+static int fits_a_line(const struct setting *e, const char *v)
+{
+    size_t room = INI_MAX_LINE - 2 - strlen(e->key) - 3;
+    if (e->type != T_LIST)
+        return strlen(v) <= room;
+    for (; *v; v += strcspn(v, ",") + (v[strcspn(v, ",")] == ','))
+        if (strcspn(v, ",") > room)
+            return 0;
+    return 1;
 }
 
 /* Parse v into the row's field.  The message names the value, not the key:
@@ -392,8 +421,18 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
     case T_SIZE:
         return parse_size(e, v, field(c, e), err, len);
     case T_STRING:
-        return set_string(field(c, e), v, err, len);
+    case T_LIST:
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
+        if (!fits_a_line(e, v))
+            return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
+        return e->type == T_STRING ? set_string(field(c, e), v, err, len)
+                                   : add_paths(c, e, v, err, len);
     case T_LOGFORMAT: {
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
+        if (!fits_a_line(e, v))
+            return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
         /* Compiled here only to find errors while the file's line is known;
          * the log compiles it again at start-up. */
         struct accesslog_format *f = accesslog_compile(v, err, len);
@@ -402,8 +441,6 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
         accesslog_free(f);
         return set_string(field(c, e), v, err, len);
     }
-    case T_LIST:
-        return add_paths(c, e, v, err, len);
     case T_BIND:
         return add_binds(c, e, v, err, len);
     case T_LEVEL:
@@ -539,7 +576,10 @@ int config_load_file(struct hugd_config *c, const char *path, char *err, size_t 
 
 static void put(FILE *out, const char *key, const char *value)
 {
-    fprintf(out, "%s =%s%s\n", key, value && *value ? " " : "", value ? value : "");
+    /* inih takes a ';' after a blank as the start of a comment: a value
+     * that begins with one follows the '=' directly (found by fuzzing). */
+    int space = value && *value && *value != ';';
+    fprintf(out, "%s =%s%s\n", key, space ? " " : "", value ? value : "");
 }
 
 void config_print(const struct hugd_config *c, FILE *out)
@@ -579,7 +619,7 @@ void config_print(const struct hugd_config *c, FILE *out)
             if (!s)
                 put(out, e->key, NULL);
             for (; s && *s; s += strcspn(s, ",") + (s[strcspn(s, ",")] == ','))
-                fprintf(out, "%s = %.*s\n", e->key, (int)strcspn(s, ","), s);
+                fprintf(out, "%s =%s%.*s\n", e->key, *s == ';' ? "" : " ", (int)strcspn(s, ","), s);
             break;
         }
         case T_BIND:

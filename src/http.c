@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "hugd/ascii.h"
+#include "hugd/http_rules.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
 
@@ -28,6 +29,12 @@ static int fail(llhttp_t *p, int status)
 {
     conn_of(p)->req.error_status = status;
     return -1;
+}
+
+static int refuse(llhttp_t *p, int status, const char *why)
+{
+    conn_of(p)->req.error_why = why;
+    return fail(p, status);
 }
 
 static int on_message_begin(llhttp_t *p)
@@ -129,6 +136,70 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* What the checks of a front server need from the fields (RFC 9112 3.2,
+ * 6.1, RFC 9110 5.1). */
+struct field_notes {
+    const struct http_header *host, *te;
+    int hosts, tes, empty_name;
+};
+
+static void note_field(struct field_notes *n, const struct http_header *h, const char *name)
+{
+    if (h->name_len == 0) {
+        n->empty_name = 1;
+    } else if (http_field_is(name, h->name_len, "host")) {
+        n->host = h;
+        n->hosts++;
+    } else if (http_field_is(name, h->name_len, "transfer-encoding")) {
+        n->te = h;
+        n->tes++;
+    }
+}
+
+/* After the fields: the request smuggling and routing rules that llhttp
+ * does not enforce.  0, or fail()'s -1. */
+static int check_head(llhttp_t *p, const struct field_notes *n)
+{
+    struct http_request *r = &conn_of(p)->req;
+    const char *a = r->arena.p;
+    if (n->empty_name)
+        return refuse(p, 400, "a field with an empty name");
+    if (n->hosts > 1)
+        return refuse(p, 400, "more than one Host field");
+    if (n->host && !http_valid_authority(a + n->host->value, n->host->value_len))
+        return refuse(p, 400, "Host is not a valid host[:port]");
+    if (n->tes) {
+        /* RFC 9112 6.1: framing by Transfer-Encoding in a 1.0 message is
+         * faulty; the connection can't be trusted past it. */
+        if (r->minor == 0)
+            return refuse(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
+        if (n->tes > 1)
+            return refuse(p, 400, "more than one Transfer-Encoding field");
+        int st = http_check_transfer_encoding(a + n->te->value, n->te->value_len);
+        if (st)
+            return refuse(p, st,
+                          st == 501
+                              ? "a transfer coding other than chunked"
+                              : "Transfer-Encoding is not a list of codings ending in chunked");
+    }
+    struct http_target t;
+    http_parse_target(a + r->url, r->url_len, &t);
+    if (t.form == TARGET_INVALID)
+        return refuse(p, 400, "request target is neither origin-form nor http(s) absolute-form");
+    if (t.form == TARGET_ASTERISK && r->method != HTTP_OPTIONS)
+        return refuse(p, 400, "asterisk-form target on a method other than OPTIONS");
+    /* RFC 9112 3.2.2 lets the target's authority override Host; hugd
+     * checks instead that both name the same host, so that the
+     * application (which reads Host) and anything in front that read
+     * either one agree. */
+    if (t.form == TARGET_ABSOLUTE && n->host &&
+        !http_same_authority(a + r->url + t.auth, t.auth_len, a + n->host->value,
+                             n->host->value_len, t.default_port))
+        return refuse(p, 400, "Host differs from the authority of the absolute-form target");
+    r->path_off = (uint32_t)t.path;
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = conn_of(p);
@@ -140,9 +211,11 @@ static int on_headers_complete(llhttp_t *p)
     const char *expect = NULL;
     size_t expect_len = 0;
     int has_host = 0;
+    struct field_notes notes = {0};
     for (int i = 0; i < r->nhdrs; i++) {
         struct http_header *h = &r->hdrs[i];
         const char *name = r->arena.p + h->name;
+        note_field(&notes, h, name);
         while (h->value_len && (r->arena.p[h->value + h->value_len - 1] == ' ' ||
                                 r->arena.p[h->value + h->value_len - 1] == '\t'))
             h->value_len--;
@@ -167,6 +240,8 @@ static int on_headers_complete(llhttp_t *p)
         return fail(p, r->major == 0 ? 400 : 505); /* HTTP/0.9 has no headers to go on */
     if (r->minor >= 1 && !has_host)
         return fail(p, 400); /* RFC 9112 3.2: a 1.1 request without Host is invalid */
+    if (check_head(p, &notes) < 0)
+        return -1;
     int has_body = 0;
     if (p->flags & F_CONTENT_LENGTH) {
         r->has_length = 1;
@@ -181,6 +256,11 @@ static int on_headers_complete(llhttp_t *p)
         if (expect_len != 12 || !ascii_case_eq(expect, "100-continue", 12))
             return fail(p, 417);
         r->expect_continue = has_body && r->major == 1 && r->minor >= 1;
+    }
+    if (p->flags & F_CHUNKED) {
+        /* Stop before the first chunk-size line (see chunk_line). */
+        r->chunk_line = 1;
+        return HPE_PAUSED;
     }
     return 0;
 }
@@ -237,6 +317,28 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int on_chunk_header(llhttp_t *p)
+{
+    struct http_request *r = &conn_of(p)->req;
+    if (p->content_length == 0) {
+        /* The last chunk: trailer fields follow, scanned like the head. */
+        http_scan_trailers(&r->scan);
+        return HPE_PAUSED;
+    }
+    /* 413 as soon as the declared size passes the limit. */
+    if (limits.max_body && p->content_length > limits.max_body - r->body_size)
+        return fail(p, 413);
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p)
+{
+    if (p->flags & F_TRAILING)
+        return 0; /* the last chunk, after its trailers */
+    conn_of(p)->req.chunk_line = 1;
+    return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     conn_of(p)->req.complete = 1;
@@ -257,6 +359,8 @@ void http_conn_init(struct conn *c)
         settings.on_header_value = on_header_value;
         settings.on_headers_complete = on_headers_complete;
         settings.on_body = on_body;
+        settings.on_chunk_header = on_chunk_header;
+        settings.on_chunk_complete = on_chunk_complete;
         settings.on_message_complete = on_message_complete;
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
@@ -283,6 +387,10 @@ void http_request_reset(struct http_request *r)
     r->body_size = 0;
     r->trailer_len = 0;
     r->error_status = 0;
+    r->error_why = NULL;
+    r->path_off = 0;
+    memset(&r->scan, 0, sizeof(r->scan));
+    r->chunk_line = r->method_pending = 0;
 }
 
 void http_request_free(struct http_request *r)
@@ -305,26 +413,161 @@ static int status_for(llhttp_errno_t e)
     }
 }
 
-enum http_feed_result http_feed(struct conn *c)
+/* Why a status was answered, when the code that failed said nothing. */
+static const char *why_for(int status)
 {
-    const char *start = c->in.p + c->in.off;
-    size_t len = c->in.len - c->in.off;
-    llhttp_errno_t e = llhttp_execute(&c->parser, start, len);
-    if (e == HPE_OK) {
-        c->in.off = c->in.len;
-        return FEED_NEED_MORE;
+    switch (status) {
+    case 413:
+        return "body larger than max_body_size";
+    case 414:
+        return "request line too long";
+    case 417:
+        return "an expectation other than 100-continue";
+    case 431:
+        return "too many header fields, or one too large";
+    case 501:
+        return "CONNECT is not served";
+    case 505:
+        return "HTTP version not supported";
+    default:
+        return "malformed request";
     }
-    if (e == HPE_PAUSED && c->req.complete) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        c->in.off += (size_t)(pos - start);
-        return FEED_REQUEST;
+}
+
+/* The end of every refused request: the status, the error log at info
+ * level (at most a line a second for each status, see log_limited), and
+ * the rest of the input dropped: the connection closes after the answer. */
+static enum http_feed_result refused(struct conn *c, llhttp_errno_t e)
+{
+    static const int kinds[] = {400, 408, 413, 414, 417, 431, 500, 501, 505};
+    static struct log_limit limit[sizeof(kinds) / sizeof(kinds[0]) + 1];
+    struct http_request *r = &c->req;
+    const char *why = r->error_why;
+    if (!r->error_status) {
+        r->error_status = status_for(e);
+        why = llhttp_get_error_reason(&c->parser); /* llhttp's own finding */
     }
-    if (!c->req.error_status)
-        c->req.error_status = status_for(e);
-    log_debug("bad request from %s: %s (%s)", c->peer_addr, llhttp_errno_name(e),
-              llhttp_get_error_reason(&c->parser));
+    if (!why)
+        why = why_for(r->error_status);
+    size_t k = 0;
+    while (k < sizeof(kinds) / sizeof(kinds[0]) && kinds[k] != r->error_status)
+        k++;
+    log_limited(&limit[k], LOG_LVL_INFO, "refused a request from %s: %d %s: %s", c->peer_addr,
+                r->error_status, http_reason(r->error_status), why);
     c->in.off = c->in.len;
     return FEED_ERROR;
+}
+
+/* llhttp knows no method it was not built with and refuses the rest as
+ * malformed; a method that is a token followed by a space is a request
+ * hugd cannot serve: 501 (RFC 9110 9.1).  Until that space, the method
+ * is scanned on (method_pending) and the input dropped. */
+static enum http_feed_result method_verdict(struct conn *c)
+{
+    struct http_request *r = &c->req;
+    if (c->in.off < c->in.len)
+        http_scan_method(&r->scan, c->in.p + c->in.off, c->in.len - c->in.off);
+    c->in.off = c->in.len;
+    r->method_pending = 0;
+    if (r->scan.method == METHOD_TOKEN) {
+        r->error_status = 501;
+        r->error_why = "unknown method";
+    } else if (r->scan.method == METHOD_NOT_TOKEN) {
+        r->error_status = 400;
+        r->error_why = "the method is not a token";
+    } else if (r->scan.method_len > limits.request_line) {
+        r->error_status = 414;
+    } else {
+        r->method_pending = 1;
+        return FEED_NEED_MORE;
+    }
+    return refused(c, HPE_INVALID_METHOD);
+}
+
+/* Before a chunk-size line: once it is all in, its extensions are
+ * checked here and dropped, so llhttp sees only the size.  llhttp 8 has
+ * no leniency for the bad whitespace RFC 9112 7.1.1 allows around ";"
+ * and "=" (later versions have one, for part of it), and it refuses a
+ * token-valued extension followed by another ("a=b;c").  The line is
+ * bounded like a field line.  1: go on; 0: wait for more; -1: refused. */
+static int chunk_line(struct conn *c)
+{
+    struct http_request *r = &c->req;
+    char *p = c->in.p + c->in.off;
+    size_t len = c->in.len - c->in.off;
+    char *lf = len ? memchr(p, '\n', len) : NULL;
+    size_t n = lf ? (size_t)(lf - p) : len;
+    if (n > limits.field_size) {
+        r->error_status = 400;
+        r->error_why = "chunk-size line too long";
+        return -1;
+    }
+    if (!lf)
+        return 0;
+    r->chunk_line = 0;
+    if (n == 0 || p[n - 1] != '\r')
+        return 1; /* a bare LF is llhttp's to refuse */
+    long size = http_chunk_size_len(p, --n);
+    if (size < 0) {
+        r->error_status = 400;
+        r->error_why = "invalid chunk extension";
+        return -1;
+    }
+    if (size > 0 && (size_t)size < n) {
+        /* The digits move up to the CRLF; what was before is consumed. */
+        memmove(p + n - (size_t)size, p, (size_t)size);
+        c->in.off += n - (size_t)size;
+    }
+    return 1;
+}
+
+enum http_feed_result http_feed(struct conn *c)
+{
+    struct http_request *r = &c->req;
+    if (r->method_pending)
+        return method_verdict(c);
+    for (;;) {
+        if (r->chunk_line) {
+            int rc = chunk_line(c);
+            if (rc < 0)
+                return refused(c, HPE_OK);
+            if (rc == 0)
+                return FEED_NEED_MORE;
+        }
+        const char *start = c->in.p + c->in.off;
+        size_t len = c->in.len - c->in.off, feed = len;
+        if (len == 0)
+            return FEED_NEED_MORE;
+        /* The head's line rules are checked ahead of llhttp, which only
+         * gets the bytes before a broken rule: its own findings come
+         * first, whatever the reads were. */
+        int bad = 0;
+        const char *why = NULL;
+        if (!r->scan.done)
+            feed = http_scan(&r->scan, start, len, &bad, &why);
+        llhttp_errno_t e = feed ? llhttp_execute(&c->parser, start, feed) : HPE_OK;
+        if (e == HPE_OK) {
+            c->in.off += feed;
+            if (bad) {
+                r->error_status = bad;
+                r->error_why = why;
+                return refused(c, e);
+            }
+            continue; /* more after the end of the head, or nothing left */
+        }
+        if (e == HPE_PAUSED) {
+            c->in.off += (size_t)(llhttp_get_error_pos(&c->parser) - start);
+            if (r->complete)
+                return FEED_REQUEST;
+            llhttp_resume(&c->parser); /* one of ours: before a chunk line or trailers */
+            continue;
+        }
+        if (e == HPE_INVALID_METHOD && !r->error_status) {
+            c->in.off = c->in.len; /* the scan saw all there is of the method */
+            return method_verdict(c);
+        }
+        return refused(c, e);
+    }
 }
 
 void http_next(struct conn *c)

@@ -38,7 +38,7 @@ static int hex_byte(const char *s)
     return lo < 0 ? -1 : hi * 16 + lo;
 }
 
-/* put_encoded's inverse; NULL for an escape that is not %XX. */
+/* put_encoded's inverse; NULL for an escape that is not %XX, or is %00. */
 static char *decode(const char *s)
 {
     char *out = malloc(strlen(s) + 1), *o = out;
@@ -50,7 +50,7 @@ static char *decode(const char *s)
             continue;
         }
         int v = hex_byte(s + 1);
-        if (v < 0) {
+        if (v <= 0) { /* a NUL would also cut the string short (found by fuzzing) */
             free(out);
             return NULL;
         }
@@ -116,6 +116,13 @@ static int parse_line(struct inherited *in, const char *line)
         char *s = decode(bind);
         if (!s)
             return -1;
+        /* A bind (a unix path at most) is short: one that could not be
+         * encoded again within an item (each byte as %XX) is not one
+         * (found by fuzzing). */
+        if (strlen(s) > (sizeof(bind) - 1) / 3) {
+            free(s);
+            return -1;
+        }
         in->ls[in->nls].fd = a;
         in->ls[in->nls].systemd = b;
         in->ls[in->nls].bind = s;

@@ -143,3 +143,27 @@ void log_access_write(const char *line, size_t len)
     ssize_t w = write(access_fd, line, len);
     (void)w;
 }
+
+void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+{
+    if (lvl < log_cur_level)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (now < l->next) {
+        l->suppressed++;
+        return;
+    }
+    l->next = now + 1.0;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (l->suppressed)
+        log_write(lvl, 0, "%s (and %lu more like it not logged)", msg, l->suppressed);
+    else
+        log_write(lvl, 0, "%s", msg);
+    l->suppressed = 0;
+}

@@ -145,21 +145,10 @@ static int add_url(PyObject *env, const struct http_request *r)
     if (set_latin1(env, k_request_uri, u, n) < 0 ||
         PyDict_SetItem(env, k_raw_uri, PyDict_GetItem(env, k_request_uri)) < 0)
         return -1;
-    /* absolute-form ("GET http://host/path"): the path starts after the
-     * authority. */
-    if (n > 0 && u[0] != '/' && u[0] != '*') {
-        const char *scheme_end = memchr(u, ':', n);
-        if (scheme_end && (size_t)(scheme_end - u) + 3 <= n && scheme_end[1] == '/' &&
-            scheme_end[2] == '/') {
-            const char *auth = scheme_end + 3;
-            const char *end = u + n;
-            const char *path = auth;
-            while (path < end && *path != '/' && *path != '?')
-                path++;
-            n = (size_t)(end - path);
-            u = path;
-        }
-    }
+    /* absolute-form ("GET http://host/path"): the parser checked the
+     * authority and found where the path starts. */
+    u += r->path_off;
+    n -= r->path_off;
     const char *hash = memchr(u, '#', n);
     if (hash)
         n = (size_t)(hash - u);

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Install what hugd needs on Debian 12 (as root), then build it into build/.
+# Install what hugd and its tests need on Debian 12 (as root), then build it into build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang and libclang-rt-14-dev: the sanitizer build and the libFuzzer targets (tests/run.sh).
 packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
-          python3-hug python3-falcon python3-pytest python3-requests locales)
+          python3-hug python3-falcon python3-pytest python3-requests locales
+          clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -214,7 +214,7 @@ LINE = re.compile(r'^127\.0\.0\.1 - - \[[^]]+\] "(?P<r>[^"]*)" (?P<s>\d{3}) (?P<
 
 MALFORMED = [
     (b"\x01\x02garbage\r\n\r\n", "- - -", 400),
-    (b"BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n", "- - -", 400),
+    (b"BREW /pot HTTP/1.1\r\nHost: h\r\n\r\n", "- - -", 501),  # a token: not implemented
     (b"GET /v HTTP/2.0\r\nHost: h\r\n\r\n", "GET /v HTTP/2.0", 505),
     (b"GET /v HTTP/1.1\r\n\r\n", "GET /v HTTP/1.1", 400),  # no Host
     (b"GET /" + b"x" * 200 + b" HTTP/1.1\r\nHost: h\r\n\r\n", "GET - -", 414),

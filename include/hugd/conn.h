@@ -14,6 +14,7 @@
 
 #include "hugd/buf.h"
 #include "hugd/channel.h"
+#include "hugd/http_rules.h"
 
 struct worker;
 
@@ -43,8 +44,13 @@ struct http_request {
     struct buf body;
     int body_fd;
     uint64_t body_size;
-    uint32_t trailer_len; /* bytes of chunked trailer fields, read and dropped */
-    int error_status;     /* when parsing fails: the status to answer with */
+    uint32_t trailer_len;  /* bytes of chunked trailer fields, read and dropped */
+    int error_status;      /* when parsing fails: the status to answer with */
+    const char *error_why; /* and why, for the error log (NULL: said by the status) */
+    uint32_t path_off;     /* where the path starts in the URL (after an absolute-form authority) */
+    struct http_scan scan; /* line structure of the head and trailers, checked ahead of llhttp */
+    int chunk_line;        /* llhttp stopped before a chunk-size line: its BWS is dropped first */
+    int method_pending;    /* llhttp refused the method: is it a token?  (501 or 400) */
     ev_tstamp started_at;
 };
 

@@ -38,6 +38,16 @@ void log_write(enum log_level lvl, int errnum, const char *fmt, ...)
 #define log_err(err, ...) LOG_AT(LOG_LVL_ERROR, (err), __VA_ARGS__)
 #define log_crit(err, ...) LOG_AT(LOG_LVL_CRITICAL, (err), __VA_ARGS__)
 
+/* Events of one kind that a client can cause at will (refused requests)
+ * are logged at most once a second: the lines in between are counted, and
+ * the next line logged says how many were left out. */
+struct log_limit {
+    double next;              /* CLOCK_MONOTONIC seconds */
+    unsigned long suppressed; /* since the last line */
+};
+void log_limited(struct log_limit *l, enum log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Is the access log on? */
 int log_access_enabled(void);
 /* Write one finished access line (ending in '\n'). */

@@ -353,6 +353,42 @@ static void test_lists(void)
     EXPECT_INT(config_set(&c, "server", "bind", " , ", err, sizeof err), -1);
     EXPECT_STR(err, "bind: no address given");
     config_free(&c);
+
+    /* Items lose every blank inih strips from a value (found by fuzzing:
+     * "a \f, b" printed "pythonpath = a \f", which reads back as "a"). */
+    rc = load_text(&c, "[app]\npythonpath = a \f, \vb\r ,\f\n", NULL, err, sizeof err);
+    EXPECT_INT(rc, 0);
+    EXPECT_STR(c.pythonpath, "a,b");
+    expect_round_trip(&c, __LINE__);
+    config_free(&c);
+    /* A value or an item that begins with ';' is printed so that inih does
+     * not take it for a comment (found by fuzzing). */
+    rc = load_text(&c, "[app]\npythonpath = a,;b\ntarget =;x\n[server]\nbind = unix:/a\f,\vb:1\n",
+                   NULL, err, sizeof err);
+    EXPECT_INT(rc, 0);
+    EXPECT_STR(c.pythonpath, "a,;b");
+    EXPECT_STR(c.target, ";x");
+    EXPECT_INT(c.nbinds, 2);
+    EXPECT_STR(c.binds[0], "unix:/a");
+    EXPECT_STR(c.binds[1], "b:1");
+    expect_round_trip(&c, __LINE__);
+    config_free(&c);
+    /* A continuation line keeps "a ;b", which printed would read back as
+     * "a": refused (found by fuzzing). */
+    rc = load_text(&c, "[app]\npythonpath = a\n  b \f;c\n", NULL, err, sizeof err);
+    EXPECT_INT(rc, -1);
+    EXPECT_HAS(err, ":3: pythonpath: 'b \f;c': a ';' after a blank reads back as a comment");
+    config_free(&c);
+    /* An item as long as a line: printed after "pythonpath = " it would not
+     * fit (found by fuzzing). */
+    char text[512] = "[app]\npythonpath = a\n  ";
+    memset(text + strlen(text), 'x', 190);
+    strcat(text, "\n");
+    rc = load_text(&c, text, NULL, err, sizeof err);
+    EXPECT_INT(rc, -1);
+    EXPECT_HAS(err, ":3: pythonpath: 'xxxx");
+    EXPECT_HAS(err, "is too long for one line of a configuration file");
+    config_free(&c);
 }
 
 static void test_file_errors(void)

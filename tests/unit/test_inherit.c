@@ -245,6 +245,12 @@ static void malformed(void)
     refused("V 1\nL 3 0 unix:/a%zz\n"); /* not hex */
     refused("V 1\nL 3 0 unix:/a%4g\n");
     refused("V 1\nL 3 0 unix:/a%+1\n");
+    refused("V 1\nL 3 0 unix:/a%00b\n"); /* found by fuzzing: a NUL cut the bind short */
+    /* found by fuzzing: a bind too long to be encoded again within an item */
+    char item[1200] = "V 1\nL 3 0 unix:/";
+    for (int i = 0; i < 337; i++)
+        strcat(item, "%25");
+    refused(item);
     refused("V 1\nS\n");
     refused("V 1\nS -1\n");
     refused("V 1\nS 5 6\n");
