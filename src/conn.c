@@ -181,12 +181,16 @@ void conn_close(struct conn *c)
     wsgi_drop_pending(c);
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
-    if (!c->given_away)
+    if (!c->given_away) {
         share_state(c, SBC_CLOSED);
-    if (c->given_away && w->epoll_fd >= 0) {
-        /* The descriptor lives on in another process: without this, its
-         * events would go on reaching our epoll set after close(), and
-         * libev would rebuild the whole set. */
+        /* The master holds a copy until it hears of this: end the
+         * connection now, not when that copy goes. */
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    if (w->epoll_fd >= 0) {
+        /* The descriptor lives on elsewhere (the master's copy, another
+         * worker): without this, its events would go on reaching our epoll
+         * set after close(), and libev would rebuild the whole set. */
         epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
     }
     close(c->fd);

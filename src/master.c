@@ -465,6 +465,30 @@ static int adopt(struct inherited *inh)
     return 0;
 }
 
+static void install_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    for (size_t k = 0; k < NSIGS; k++)
+        sigaction(master_sigs[k], &sa, NULL);
+}
+
+/* Reaping starts only once no application code runs in this process any
+ * more (a reload imports after master_setup): libev's child watcher waits
+ * for any child, and would take the exit status of a process the import
+ * started. */
+static void start_reaping(void)
+{
+    ev_child_start(M.loop, &M.child_w);
+    /* A worker that died while a reload was executing us, or importing,
+     * left a zombie and a SIGCHLD that went nowhere: look now. */
+    if (M.reaped_late)
+        ev_feed_signal_event(M.loop, SIGCHLD);
+}
+
 int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
                  const struct launch *launch)
 {
@@ -502,20 +526,10 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
         ev_io_start(M.loop, &M.accept_w[i]);
     }
     ev_child_init(&M.child_w, on_child, 0, 0);
-    ev_child_start(M.loop, &M.child_w);
-    /* A worker that died while a reload was executing us left a zombie and
-     * a SIGCHLD that went nowhere: look for it now. */
-    if (inh->nw)
-        ev_feed_signal_event(M.loop, SIGCHLD);
+    M.reaped_late = inh->nw > 0;
     ev_async_init(&M.sig_w, on_signals);
     ev_async_start(M.loop, &M.sig_w);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    for (size_t k = 0; k < NSIGS; k++)
-        sigaction(master_sigs[k], &sa, NULL);
+    install_handlers();
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
@@ -559,6 +573,14 @@ int master_serve_while_importing(void)
     ev_async_init(&import_done_w, on_import_done);
     ev_async_start(M.loop, &import_done_w);
     M.importing = 1;
+    M.reaped_late = 1;
+    /* libev's default loop reaps any child on SIGCHLD (waitpid(-1)): held
+     * back while the import may start processes of its own, in both
+     * threads (the new one inherits the mask); master_serve lets it go. */
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &chld, NULL);
     int e = pthread_create(&import_thread, NULL, serve_old_generation, NULL);
     if (e) {
         M.importing = 0;
@@ -586,6 +608,14 @@ static int end_import(void)
 int master_serve(int app_ok)
 {
     int stopped = end_import();
+    /* What the application installed while a reload imported it must not
+     * take the master's signals. */
+    install_handlers();
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
+    start_reaping();
     M.app_ok = app_ok;
     /* The master keeps the GIL released: threads the app started at import
      * may run; the master itself takes it only around fork. */

@@ -69,7 +69,8 @@ struct master {
     /* A HUP or USR2 came while a reload or upgrade was under way: it runs
      * once that one has finished (or, across an exec, in the new image). */
     int hup_waiting, usr2_waiting;
-    int importing; /* a reload's new image imports its code; the old workers serve */
+    int importing;   /* a reload's new image imports its code; the old workers serve */
+    int reaped_late; /* children may have ended before reaping started */
     ev_child child_w;
     ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
