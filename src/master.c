@@ -35,7 +35,7 @@ static int send_to(int i, int fd, const struct chan_msg *msg, const char *data)
     /* Count it before sending, so that a scoreboard read in between never
      * sees this worker as emptier than it is. */
     atomic_fetch_add(&s->sent, 1);
-    conns_sending(fd, i, m.datalen > 0);
+    conns_sending(fd, i, data, m.datalen);
     /* Our descriptor stays open: see master_conns.c. */
     if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0)
         return 0;

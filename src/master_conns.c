@@ -52,18 +52,48 @@ int conns_hold(int fd, int listener)
     return 0;
 }
 
-void conns_sending(int fd, int slot, int with_data)
+static void forget_bytes(int fd)
+{
+    if (M.sent_bytes && M.sent_bytes[fd].p) {
+        free(M.sent_bytes[fd].p);
+        M.sent_bytes[fd].p = NULL;
+        M.sent_bytes[fd].len = 0;
+    }
+}
+
+/* A connection sent with bytes already read from it (moved off a busy
+ * worker) has those bytes only in the message: if the worker dies before
+ * it reads its channel, they would be gone.  Keep a copy until the
+ * connection closes or moves again. */
+static void keep_bytes(int fd, const char *data, uint32_t len)
+{
+    forget_bytes(fd);
+    if (!len)
+        return;
+    if (!M.sent_bytes && !(M.sent_bytes = calloc((size_t)M.sb->nconns, sizeof(*M.sent_bytes))))
+        return; /* without memory the worker's death costs this request */
+    char *p = malloc(len);
+    if (!p)
+        return;
+    memcpy(p, data, len);
+    M.sent_bytes[fd].p = p;
+    M.sent_bytes[fd].len = len;
+}
+
+void conns_sending(int fd, int slot, const char *data, uint32_t len)
 {
     struct sb_conn *rec = sb_conn(M.sb, fd);
+    keep_bytes(fd, data, len);
     /* Before the message goes: the worker may take it and record its own
      * state at once. */
     atomic_store(&rec->owner, (int16_t)slot);
-    atomic_store(&rec->state, with_data ? SBC_SENT_DATA : SBC_SENT);
+    atomic_store(&rec->state, len ? SBC_SENT_DATA : SBC_SENT);
 }
 
 void conns_unsent(int fd)
 {
     struct sb_conn *rec = sb_conn(M.sb, fd);
+    forget_bytes(fd);
     atomic_store(&rec->owner, -1);
     atomic_store(&rec->state, SBC_MASTER);
 }
@@ -72,6 +102,7 @@ void conns_close(int fd)
 {
     struct sb_conn *rec = sb_conn(M.sb, fd);
     if (rec) {
+        forget_bytes(fd);
         atomic_store(&rec->owner, -1);
         atomic_store(&rec->state, SBC_FREE);
         held_set(fd, 0);
@@ -123,13 +154,23 @@ void conns_worker_gone(int slot)
         socklen_t sl = sizeof(msg.peer);
         /* Idle between requests, or never taken: nothing of it was lost
          * with the worker, so another one serves it. */
-        if ((st == SBC_IDLE || st == SBC_SENT) &&
+        int with_bytes = st == SBC_SENT_DATA && M.sent_bytes && M.sent_bytes[fd].p;
+        if ((st == SBC_IDLE || st == SBC_SENT || with_bytes) &&
             getpeername(fd, (struct sockaddr *)&msg.peer, &sl) == 0) {
+            char *bytes = NULL;
+            if (with_bytes) {
+                /* Detached first: sending it on keeps a copy of its own. */
+                bytes = M.sent_bytes[fd].p;
+                msg.datalen = M.sent_bytes[fd].len;
+                M.sent_bytes[fd].p = NULL;
+                M.sent_bytes[fd].len = 0;
+            }
             conns_unsent(fd);
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;
-            master_take_conn(fd, &msg, NULL);
+            master_take_conn(fd, &msg, bytes);
+            free(bytes);
             moved++;
         } else {
             conns_close(fd);

@@ -54,7 +54,11 @@ struct master {
     int rr;
     int conn_hi;   /* connection records in use are below this */
     uint8_t *held; /* bit per descriptor: ours is a connection (private: exact in a fork) */
-    int stopping;  /* 0 serving, 1 graceful, 2 at once */
+    struct sent_bytes {
+        char *p; /* request bytes sent with a connection: its worker may die unread */
+        uint32_t len;
+    } * sent_bytes; /* per descriptor, allocated on first use */
+    int stopping;   /* 0 serving, 1 graceful, 2 at once */
     int workers_told;
     int fail_streak;
     int64_t next_spawn_ms;
@@ -90,7 +94,7 @@ void master_stop_deadline(double seconds);
 
 /* master_conns.c: the connections the master holds (see there) */
 int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */
-void conns_sending(int fd, int slot, int with_data);
+void conns_sending(int fd, int slot, const char *data, uint32_t len);
 void conns_unsent(int fd);
 void conns_close(int fd);
 void conns_given_back(int slot, const struct chan_msg *m, const char *data);

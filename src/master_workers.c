@@ -339,11 +339,14 @@ void workers_reaped(pid_t pid, int status)
     int was_expected = wp->retiring || wp->old_gen;
     ev_io_stop(M.loop, &wp->ch_w);
     wp->retiring = 1; /* a CHAN_RETIRE from the dead asks for nothing */
+    /* Out of the balancer's sight first: what the dead worker gave back is
+     * dispatched while its channel is read, and must not go to it again. */
+    atomic_store(&s->accepting, 0);
+    live_remove(i);
     read_channel(wp);
     close(wp->ch);
     memset(wp, 0, sizeof(*wp));
     scoreboard_reset_slot(s);
-    live_remove(i);
     conns_worker_gone(i);
 
     if (M.stopping || M.handover)

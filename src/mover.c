@@ -81,10 +81,20 @@ static void return_channel(struct worker *w)
         }
         if (fd < 0)
             continue; /* nothing to serve it with; the master's copy waits for our death */
-        /* The channel is full: the main thread serves it when it is back. */
+        /* The channel is full: the main thread serves it when it is back,
+         * with the request bytes that came with it (data is reused by the
+         * next receive, so they get their own copy). */
+        char *copy = NULL;
+        if (m.datalen > 0) {
+            copy = malloc(m.datalen);
+            if (copy)
+                memcpy(copy, data, m.datalen);
+            else
+                m.datalen = 0; /* served as if nothing had been read: its client times out */
+        }
         mv->stash[mv->nstash].fd = fd;
         mv->stash[mv->nstash].msg = m;
-        mv->stash[mv->nstash].msg.datalen = 0;
+        mv->stash[mv->nstash].data = copy;
         mv->nstash++;
     }
 }

@@ -140,8 +140,11 @@ static void on_check(struct ev_loop *loop, ev_check *ck, int revents)
         conn_sweep(w);
         int n = mv->nstash;
         mv->nstash = 0;
-        for (int i = 0; i < n; i++)
-            conn_start(w, mv->stash[i].fd, &mv->stash[i].msg, NULL);
+        for (int i = 0; i < n; i++) {
+            conn_start(w, mv->stash[i].fd, &mv->stash[i].msg, mv->stash[i].data);
+            free(mv->stash[i].data);
+            mv->stash[i].data = NULL;
+        }
         conn_run_ready(w);
     }
 }
@@ -240,26 +243,48 @@ void worker_request_done(struct worker *w)
     }
 }
 
+/* Ids per CHAN_CLOSED message: small enough that one fits in the channel's
+ * buffer while the master reads. */
+#define CLOSED_PER_MSG 1024
+
 void worker_flush_closed(struct worker *w)
 {
-    if (!w->nclosed)
-        return;
-    struct chan_msg m;
-    memset(&m, 0, sizeof(m));
-    m.type = CHAN_CLOSED;
-    m.datalen = (uint32_t)(w->nclosed * sizeof(uint32_t));
-    if (channel_send(w->channel, &m, w->closed_ids) < 0 && errno == EAGAIN)
-        return; /* the master is behind: next time (the states say CLOSED meanwhile) */
-    w->nclosed = 0;
+    int sent = 0;
+    while (sent < w->nclosed) {
+        int n = w->nclosed - sent < CLOSED_PER_MSG ? w->nclosed - sent : CLOSED_PER_MSG;
+        struct chan_msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = CHAN_CLOSED;
+        m.datalen = (uint32_t)((size_t)n * sizeof(uint32_t));
+        if (channel_send(w->channel, &m, w->closed_ids + sent) < 0)
+            break; /* the master is behind: the rest next time (the states say CLOSED meanwhile) */
+        sent += n;
+    }
+    if (sent > 0 && sent < w->nclosed)
+        memmove(w->closed_ids, w->closed_ids + sent,
+                (size_t)(w->nclosed - sent) * sizeof(uint32_t));
+    w->nclosed -= sent;
 }
 
 void worker_conn_closed(struct worker *w, uint32_t id, int released)
 {
     atomic_fetch_add(&w->slot->closed, 1);
     if (released) {
-        if (w->nclosed == (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+        if (w->nclosed == w->capclosed)
             worker_flush_closed(w);
-        if (w->nclosed < (int)(sizeof(w->closed_ids) / sizeof(w->closed_ids[0])))
+        if (w->nclosed == w->capclosed) {
+            int cap = w->capclosed ? w->capclosed * 2 : CLOSED_PER_MSG;
+            uint32_t *p = realloc(w->closed_ids, (size_t)cap * sizeof(uint32_t));
+            if (p) {
+                w->closed_ids = p;
+                w->capclosed = cap;
+            } else {
+                /* The master keeps its copy until this worker exits: a
+                 * late close, not a lost request. */
+                log_err(ENOMEM, "cannot note a closed connection");
+            }
+        }
+        if (w->nclosed < w->capclosed)
             w->closed_ids[w->nclosed++] = id;
     }
     if (w->draining && w->nconns == 0)

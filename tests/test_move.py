@@ -3,6 +3,7 @@ thread, include/hugd/mover.h): what moves, how fast, that nothing is lost,
 and that the application's own C calls are never interrupted."""
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -54,6 +55,16 @@ def start_slow(srv, conn, tmp_path, seconds, name="mark"):
     conn.send(req(f"/slow?s={seconds}&mark={mark}"))
     assert wait_for(mark.exists, 5, interval=0.002), "the slow request never started"
     return int(mark.read_text())
+
+
+def channel_backlog(pid):
+    """Bytes waiting to be read in the Unix sockets of process pid."""
+    out = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, timeout=10).stdout
+    total = 0
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            total += int(line.split()[2])
+    return total
 
 
 def close_all(conns):
@@ -260,4 +271,35 @@ def test_moved_connection_leaves_the_epoll_set(hugd, tmp_path):
         again = {k for k in before if k in after and after[k] != before[k]}
         assert not again, f"the worker registered these again (a rebuilt set): {again}"
     finally:
+        close_all(conns)
+
+
+def test_moved_bytes_survive_the_receivers_death(hugd, tmp_path):
+    """A connection moved with bytes its first worker had already read
+    (half a request head) is sent to a worker that dies before taking it
+    from its channel: the master sends it on with those bytes, and the
+    request is answered.  (The receiver is stopped, so that it cannot take
+    it, then killed.)"""
+    srv, conns, first, second = shared_worker(hugd, 2, ["--log-level", "debug"])
+    a, b = conns
+    try:
+        os.kill(second, signal.SIGSTOP)
+        b.send(b"GET /fast HTTP/1.1\r\nHo")
+        start_slow(srv, a, tmp_path, 1.5)
+        time.sleep(0.01)  # part of the scenario: the rest comes later
+        b.send(b"st: x\r\n\r\n")
+        # Wait until the master has handed b to the stopped worker: bytes
+        # waiting in that worker's end of its channel.
+        assert wait_for(lambda: channel_backlog(second) > 0, 5), srv.stderr[-2000:]
+        os.kill(second, signal.SIGKILL)
+        b.settimeout(5)
+        r = b.read_response()
+        assert r.status == 200, r
+        a.settimeout(5)
+        assert pid_of(a.read_response()) == first
+    finally:
+        try:
+            os.kill(second, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
         close_all(conns)

@@ -66,6 +66,7 @@ struct mover {
     struct {
         int fd;
         struct chan_msg msg;
+        char *data; /* msg.datalen bytes read off the client before the move, or NULL */
     } stash[MOVER_STASH];
 };
 

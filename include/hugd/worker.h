@@ -35,10 +35,10 @@ struct worker {
     int told_free;         /* a "free" wake-up was sent and nothing changed since */
     uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
     int retire_asked;
-    void *py_thread;           /* PyThreadState* while the loop waits in poll */
-    int epoll_fd;              /* libev's, when it could be found (conn_close); else -1 */
-    uint32_t closed_ids[1024]; /* connections done with, not yet told (CHAN_CLOSED) */
-    int nclosed;
+    void *py_thread;        /* PyThreadState* while the loop waits in poll */
+    int epoll_fd;           /* libev's, when it could be found (conn_close); else -1 */
+    uint32_t *closed_ids;   /* connections done with, not yet told (CHAN_CLOSED): */
+    int nclosed, capclosed; /* grows while the master is behind, so none is forgotten */
     struct mover mover;
 };
 
