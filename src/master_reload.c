@@ -77,7 +77,7 @@ static int busy(int sig)
         kill(M.upgrade_pid, sig);
         return 1;
     }
-    if (M.stopping || M.handover) {
+    if (M.stopping || M.handover || M.stop_delay) {
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
