@@ -94,6 +94,18 @@ static int answer(struct queued *e, enum health_match m, size_t unread)
     return 0;
 }
 
+/* The request limits a worker enforces, conservatively: a head a worker
+ * would refuse with 414 or 431 is left to it. */
+static int within_limits(const char *head, size_t len)
+{
+    const struct hugd_config *cfg = M.cfg;
+    int lines = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        lines += head[i] == '\r';
+    return len <= (size_t)cfg->limit_request_line && len <= (size_t)cfg->limit_request_field_size &&
+           lines - 2 <= cfg->limit_request_fields;
+}
+
 enum { DONE, WATCH, GONE };
 
 /* WATCH: look again when more comes; DONE: a worker will serve it; GONE:
@@ -117,7 +129,8 @@ static int look(struct queued *e)
         return eof ? DONE : WATCH;
     size_t head;
     enum health_match m = health_match(buf, have + (size_t)n, M.cfg->health_path, &head);
-    if ((m == HEALTH_GET || m == HEALTH_HEAD) && head == have + (size_t)n) {
+    if ((m == HEALTH_GET || m == HEALTH_HEAD) && head == have + (size_t)n &&
+        within_limits(buf, head)) {
         return answer(e, m, (size_t)n) == 0 ? GONE : DONE;
     }
     if (m != HEALTH_MORE || eof)

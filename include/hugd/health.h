@@ -20,6 +20,9 @@ enum health_state {
 /* The longest request head the master reads as a health check; a longer
  * one goes to a worker like any request. */
 #define HEALTH_MAX_HEAD 4096
+/* ... or with more header fields than this (a worker's default limit is
+ * 100; the master also keeps to the configured limits). */
+#define HEALTH_MAX_FIELDS 32
 
 /* Room health_response needs. */
 #define HEALTH_RESPONSE_MAX 320
@@ -37,10 +40,12 @@ int health_target_is(const char *target, size_t len, const char *path);
 /* Read buf[0..len) as the start of a request, strictly: "GET" or "HEAD",
  * one space, an origin-form target that health_target_is, one space,
  * HTTP/1.0 or HTTP/1.1, CRLF; then header lines "name: value" CRLF with a
- * token name and no control characters (no obs-fold, no bare CR or LF), at
- * most one valid Host, no Transfer-Encoding, no Content-Length but 0;
- * then CRLF, within HEALTH_MAX_HEAD bytes.  Anything a worker could read
- * differently, or would refuse, is HEALTH_NO. */
+ * token name and a value of visible ASCII, spaces and tabs (no obs-fold,
+ * no bare CR or LF, no obs-text); one valid Host (HTTP/1.1 needs it), no
+ * Transfer-Encoding, no Expect, no Content-Length but 0; then CRLF, all
+ * within HEALTH_MAX_HEAD bytes and HEALTH_MAX_FIELDS fields.  Anything a worker could read
+ * differently, or would refuse, is HEALTH_NO (tests/fuzz/fuzz_health.c checks this against the
+ * worker's parser). */
 enum health_match health_match(const char *buf, size_t len, const char *path, size_t *head_len);
 
 /* The answer: 200 "ok" or 503 with the reason, Content-Length, no-store,
