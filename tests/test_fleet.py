@@ -49,32 +49,59 @@ def _sub_once(pattern, repl, text, what):
     return new
 
 
-def haproxy_config(net, workdir):
-    text = (CONF / "haproxy.cfg").read_text()
-    for i, h in enumerate(HOSTS):
-        text = _sub_once(rf"^(\s+server h{i + 1} )10\.0\.0\.{11 + i}:8000\b",
-                         rf"\g<1>{net.addr(h)}:{HUGD_PORT}", text, "haproxy.cfg server")
-    text = _sub_once(r"^(\s+bind )0\.0\.0\.0:80$", rf"\g<1>{net.addr('lb')}:{PROXY_PORT}", text,
-                     "haproxy.cfg bind")
-    text = _sub_once(r"^(\s+stats socket )/run/haproxy/admin\.sock\b",
-                     rf"\g<1>{workdir}/haproxy.sock", text, "haproxy.cfg stats socket")
+def _config(name, addrs, lb, workdir, server_prefix, subs):
+    """conf/NAME with the servers' addresses (10.0.0.11.. as shipped) and
+    then each (pattern, replacement) of subs changed, each exactly once."""
+    text = (CONF / name).read_text()
+    for i, addr in enumerate(addrs):
+        text = _sub_once(rf"^(\s+{server_prefix(i)})10\.0\.0\.{11 + i}:8000\b",
+                         rf"\g<1>{addr}:{HUGD_PORT}", text, f"{name} server")
+    for pattern, repl in subs:
+        text = _sub_once(pattern, repl, text, name)
     return text
 
 
-def nginx_config(net, workdir):
-    text = (CONF / "nginx.conf").read_text()
-    for i, h in enumerate(HOSTS):
-        text = _sub_once(rf"^(\s+server )10\.0\.0\.{11 + i}:8000\b",
-                         rf"\g<1>{net.addr(h)}:{HUGD_PORT}", text, "nginx.conf server")
-    text = _sub_once(r"^(\s+listen )80;$", rf"\g<1>{net.addr('lb')}:{PROXY_PORT};", text,
-                     "nginx.conf listen")
-    text = _sub_once(r"^pid /run/nginx-hugd\.pid;$", f"pid {workdir}/nginx.pid;", text,
-                     "nginx.conf pid")
-    text = _sub_once(r"^error_log /var/log/nginx/error\.log ", f"error_log {workdir}/nginx.err ",
-                     text, "nginx.conf error_log")
-    text = _sub_once(r"^(\s+access_log )/var/log/nginx/access\.log;$",
-                     rf"\g<1>{workdir}/nginx.access;", text, "nginx.conf access_log")
-    return text
+def haproxy_config(addrs, lb, workdir):
+    return _config("haproxy.cfg", addrs, lb, workdir, lambda i: f"server h{i + 1} ", [
+        (r"^(\s+bind )0\.0\.0\.0:80$", rf"\g<1>{lb}:{PROXY_PORT}"),
+        (r"^(\s+stats socket )/run/haproxy/admin\.sock\b", rf"\g<1>{workdir}/haproxy.sock"),
+    ])
+
+
+def nginx_config(addrs, lb, workdir):
+    return _config("nginx.conf", addrs, lb, workdir, lambda i: "server ", [
+        (r"^(\s+listen )80;$", rf"\g<1>{lb}:{PROXY_PORT};"),
+        (r"^pid /run/nginx-hugd\.pid;$", f"pid {workdir}/nginx.pid;"),
+        (r"^error_log /var/log/nginx/error\.log ", f"error_log {workdir}/nginx.err "),
+        (r"^(\s+access_log )/var/log/nginx/access\.log;$", rf"\g<1>{workdir}/nginx.access;"),
+    ])
+
+
+def _need(binary):
+    if not shutil.which(binary) and not os.path.exists(f"/usr/sbin/{binary}"):
+        pytest.skip(f"{binary} is not installed (tests/setup.sh installs it)")
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "nginx"])
+def test_shipped_configs_are_valid(workdir, kind):
+    """What the fleet tests run, checked by the proxy itself (no root or
+    namespaces needed)."""
+    _need(kind)
+    addrs = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
+    if kind == "haproxy":
+        path = os.path.join(workdir, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(haproxy_config(addrs, "127.0.0.1", workdir))
+        argv = ["haproxy", "-c", "-f", path]
+    else:
+        path = os.path.join(workdir, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(nginx_config(addrs, "127.0.0.1", workdir))
+        argv = ["nginx", "-t", "-c", path, "-e", os.path.join(workdir, "nginx.early")]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "warn" not in out.lower() or kind == "nginx" and "[warn]" not in out, out
 
 
 class Proxy:
@@ -83,10 +110,10 @@ class Proxy:
         self.cfg = os.path.join(workdir, f"{kind}.conf")
         self.sock = os.path.join(workdir, "haproxy.sock")
         if kind == "haproxy":
-            text = haproxy_config(net, workdir)
+            text = haproxy_config([net.addr(h) for h in HOSTS], net.addr("lb"), workdir)
             argv = ["haproxy", "-db", "-f", self.cfg]
         else:
-            text = nginx_config(net, workdir)
+            text = nginx_config([net.addr(h) for h in HOSTS], net.addr("lb"), workdir)
             argv = ["nginx", "-c", self.cfg, "-e", os.path.join(workdir, "nginx.early"),
                     "-g", "daemon off;"]
         with open(self.cfg, "w") as f:
@@ -185,6 +212,28 @@ class Fleet:
         assert wait_for(lambda: all(lg.total > 50 for lg in self.loads), 15), self.report()
         return self.loads
 
+    def in_background(self, host, port, path, n):
+        """n requests for path from client threads, each on its own
+        connection: (threads, statuses or error texts, in order of end)."""
+        results = []
+
+        def one():
+            c = Conn(self.connect(host, port, timeout=10))
+            try:
+                c.sock.settimeout(15)
+                c.send(build_request("GET", path, {"Host": host, "Connection": "close"}))
+                results.append(c.read_response().status)
+            except (OSError, EOFError) as e:
+                results.append(repr(e))
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=self.net.call, args=("client", one),
+                                    kwargs={"timeout": 30}) for _ in range(n)]
+        for t in threads:
+            t.start()
+        return threads, results
+
     def stop_load(self):
         for lg in self.loads:
             lg.stop()
@@ -212,11 +261,6 @@ class Fleet:
             self.proxy.kill()
         for srv in self.servers.values():
             srv.kill()
-
-
-def _need(binary):
-    if not shutil.which(binary) and not os.path.exists(f"/usr/sbin/{binary}"):
-        pytest.skip(f"{binary} is not installed (tests/setup.sh installs it)")
 
 
 @pytest.fixture
@@ -287,23 +331,7 @@ def test_sigkill_fails_only_requests_in_flight(fleet, kind):
     fleet.start(kind).load()
     # Three slow requests too, so that some are surely in flight on the
     # host when it dies: HAProxy (least connections) spreads them.
-    slow = []
-
-    def slow_request():
-        c = Conn(fleet.connect("lb", PROXY_PORT, timeout=10))
-        try:
-            c.sock.settimeout(15)
-            c.send(build_request("GET", "/sleep?s=3", {"Host": "lb", "Connection": "close"}))
-            slow.append(c.read_response().status)
-        except (OSError, EOFError) as e:
-            slow.append(repr(e))
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=fleet.net.call, args=("client", slow_request),
-                                kwargs={"timeout": 30}) for _ in range(3)]
-    for t in threads:
-        t.start()
+    threads, slow = fleet.in_background("lb", PROXY_PORT, "/sleep?s=3", 3)
     sleeping = lambda srv: srv.stderr.count("supervised_app: sleeping 3")  # noqa: E731
     assert wait_for(lambda: sum(sleeping(s) for s in fleet.servers.values()) >= 3, 10)
     victim = fleet.servers["h1"]
@@ -345,21 +373,7 @@ def test_health_answers_while_every_worker_is_busy(fleet):
     _need("haproxy")
     fleet.start("haproxy")
     h1 = fleet.servers["h1"]
-    results = []
-
-    def sleep_request():
-        c = Conn(fleet.connect("h1", HUGD_PORT, timeout=10))
-        try:
-            c.sock.settimeout(10)
-            c.send(build_request("GET", "/sleep?s=2", {"Host": "h1"}))
-            results.append(c.read_response().status)
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=fleet.net.call, args=("client", sleep_request),
-                                kwargs={"timeout": 20}) for _ in range(2)]
-    for t in threads:
-        t.start()
+    threads, results = fleet.in_background("h1", HUGD_PORT, "/sleep?s=2", 2)
     try:
         assert wait_for(lambda: h1.stderr.count("supervised_app: sleeping") >= 2, 10)
         t_busy = time.monotonic()

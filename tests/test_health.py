@@ -204,6 +204,18 @@ def test_second_term_ends_the_shutdown_delay(hugd):
     assert srv.wait(10) == 0
 
 
+def test_hup_during_the_shutdown_delay_is_ignored(hugd):
+    srv = hugd.start(["-w", "1", "--health-path", "/health", "--shutdown-delay", "1", APP],
+                     cwd=APPS, workers=1)
+    kids = srv.children()
+    srv.signal(signal.SIGTERM)
+    assert wait_for(lambda: "shutdown_delay" in srv.stderr, 5)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: "HUP ignored: stopping" in srv.stderr, 5), srv.stderr[-2000:]
+    assert srv.children() == kids
+    assert srv.wait(10) == 0
+
+
 def test_drain_keeps_idle_connections_until_their_keep_alive_timeout(hugd):
     """TERM after a shutdown delay (behind a balancer): an idle keep-alive
     connection is not closed under its client: its next request is
