@@ -58,6 +58,9 @@ const struct setting config_table[] = {
      "file mode creation mask (octal), e.g. for unix sockets and logs"},
     {"server", "accept_queue", "accept-queue", 0, T_INT, OFF(accept_queue), 1, 1000000, "1024", "N",
      "connections the master holds while no worker is free"},
+    {"server", "health_path", "health-path", 0, T_URLPATH, OFF(health_path), NORANGE, NULL, "PATH",
+     "answer GET and HEAD of PATH in hugd itself, without the application: 200 while "
+     "serving, 503 while stopping or unable to serve; off by default"},
     {"workers", "workers", "workers", 'w', T_INT, OFF(workers), 1, HUGD_MAX_WORKERS, "auto", "N",
      "worker processes; auto = one per online CPU"},
     {"workers", "timeout", "timeout", 't', T_SECONDS, OFF(timeout), 0, MAX_SECONDS, "30", "SECONDS",
@@ -76,6 +79,10 @@ const struct setting config_table[] = {
      "request has run this long (it could not be served sooner elsewhere)"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
+    {"workers", "shutdown_delay", "shutdown-delay", 0, T_SECONDS, OFF(shutdown_delay), 0,
+     MAX_SECONDS, "0", "SECONDS",
+     "after TERM, go on serving this long while the health path answers 503, so that a load "
+     "balancer takes the host out before it stops accepting"},
     {"http", "keepalive", "keep-alive", 0, T_SECONDS, OFF(keepalive), 0, MAX_SECONDS, "5",
      "SECONDS", "close idle keep-alive connections after this; 0 = no keep-alive"},
     {"http", "header_timeout", "header-timeout", 0, T_SECONDS, OFF(header_timeout), 0, MAX_SECONDS,
@@ -304,6 +311,23 @@ static int check_bind(const char *a, char *err, size_t len)
     return 0;
 }
 
+/* health_path: what a request line's target must be, byte for byte, to be
+ * the health check; an empty value turns it off.  No query, no escapes:
+ * the master compares raw bytes and must agree with the worker. */
+static int check_url_path(const char *v, char *err, size_t len)
+{
+    if (!*v)
+        return 0;
+    if (*v != '/')
+        return fail(err, len, "'%s' does not start with '/'", v);
+    for (const char *p = v; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f || *p == '?' || *p == '#' || *p == '%')
+            return fail(err, len, "'%s': only printable ASCII without blanks, '?', '#' or '%%'", v);
+    if (strlen(v) > 255)
+        return fail(err, len, "'%.40s...' is longer than 255 bytes", v);
+    return 0;
+}
+
 /* One value may hold several addresses ("a:1, b:2"); all are checked before
  * any is kept, so a bad value leaves the list as it was. */
 static int add_binds(struct hugd_config *c, const struct setting *e, const char *v, char *err,
@@ -441,6 +465,10 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
         accesslog_free(f);
         return set_string(field(c, e), v, err, len);
     }
+    case T_URLPATH:
+        if (check_url_path(v, err, len) < 0)
+            return -1;
+        return set_string(field(c, e), v, err, len);
     case T_BIND:
         return add_binds(c, e, v, err, len);
     case T_LEVEL:
@@ -610,6 +638,7 @@ void config_print(const struct hugd_config *c, FILE *out)
             put(out, e->key, format_size(buf, sizeof buf, *(const long long *)p));
             break;
         case T_STRING:
+        case T_URLPATH:
         case T_LOGFORMAT:
             put(out, e->key, *(char *const *)p);
             break;
@@ -642,7 +671,7 @@ void config_free(struct hugd_config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (config_table[i].type == T_STRING || config_table[i].type == T_LIST ||
-            config_table[i].type == T_LOGFORMAT) {
+            config_table[i].type == T_URLPATH || config_table[i].type == T_LOGFORMAT) {
             char **p = field(c, &config_table[i]);
             free(*p);
             *p = NULL;

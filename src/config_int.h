@@ -22,7 +22,8 @@ enum type {
     T_LEVEL,
     T_BOOL,
     T_ACTION,
-    T_LOGFORMAT
+    T_LOGFORMAT,
+    T_URLPATH
 };
 
 struct setting {
@@ -39,7 +40,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 34
+#define CONFIG_NSETTINGS 36
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

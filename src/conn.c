@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "hugd/accesslog.h"
+#include "hugd/health.h"
 #include "hugd/http.h"
 #include "hugd/log.h"
 #include "hugd/worker.h"
@@ -119,6 +120,7 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     c->w = w;
     c->fd = fd;
     c->resp.flush = flush_blocking;
+    c->resp.stopping = &w->sb->stopping;
     c->id = m->id;
     c->rec = sb_conn(w->sb, (int)m->id);
     c->listener = m->listener < w->nlisteners ? m->listener : 0;
@@ -425,7 +427,8 @@ static int finish_response(struct conn *c)
         return start_closing(c);
     http_next(c);
     c->state = CONN_READING;
-    if (c->w->draining && c->in.off == c->in.len)
+    if (c->w->draining && c->in.off == c->in.len &&
+        atomic_load(&c->w->sb->stopping) != SB_STOP_LINGER)
         return hand_back(c);
     share_if_idle(c);
     want(c, EV_READ);
@@ -482,6 +485,31 @@ static int answer_error(struct conn *c, int status)
     return continue_response(c);
 }
 
+static int is_health_check(const struct conn *c)
+{
+    const struct http_request *r = &c->req;
+    const char *path = c->w->cfg->health_path;
+    return path && (r->method == HTTP_GET || r->method == HTTP_HEAD) &&
+           health_target_is(r->arena.p + r->url, r->url_len, path);
+}
+
+/* The health path, without the application: the state is the master's
+ * (health.h), read from the scoreboard. */
+static int answer_health(struct conn *c)
+{
+    enum health_state st = (enum health_state)atomic_load(&c->w->sb->health);
+    char out[HEALTH_RESPONSE_MAX];
+    size_t dlen, blen;
+    const char *date = http_date_header(ev_now(c->w->loop), &dlen);
+    size_t n =
+        health_response(out, st, c->req.method == HTTP_HEAD, c->keepalive, date, dlen, &blen);
+    buf_append(&c->out, out, n);
+    c->resp.status = health_status(st);
+    c->resp.body_sent = blen;
+    c->resp.finished = 1;
+    return continue_response(c);
+}
+
 static int send_continue(struct conn *c)
 {
     static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -517,7 +545,13 @@ static int process(struct conn *c)
          * while responding, and most responses finish before the loop runs
          * again, so toggling it would cost two epoll_ctl calls each. */
         c->state = CONN_RESPONDING;
-        c->keepalive = c->req.keepalive && c->w->cfg->keepalive > 0;
+        c->keepalive =
+            c->req.keepalive && c->w->cfg->keepalive > 0 && !atomic_load(&c->w->sb->stopping);
+        if (is_health_check(c)) {
+            if (answer_health(c) < 0)
+                return -1;
+            continue;
+        }
         app_enter(c);
         wsgi_respond(c);
         worker_leave_app(c->w);
@@ -684,6 +718,12 @@ void conn_sweep(struct worker *w)
 
 void conn_drain(struct conn *c)
 {
+    /* A stop behind a balancer (include/hugd/scoreboard.h): an idle
+     * connection stays until its keep-alive timeout, as it would have
+     * anyway, and a request on it is answered with "Connection: close".
+     * Closing it now could cut it under a request on its way. */
+    if (atomic_load(&c->w->sb->stopping) == SB_STOP_LINGER)
+        return;
     if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
         hand_back(c);
     /* The others go after their response: finish_response sees draining. */

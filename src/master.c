@@ -85,10 +85,27 @@ static void pause_accepting(int pause)
 
 static void pop_queue(void)
 {
+    checks_unwatch(&M.q[M.qhead]);
     free(M.q[M.qhead].data);
     M.q[M.qhead].data = NULL;
     M.qhead = (M.qhead + 1) % M.qcap;
     M.qlen--;
+    checks_update();
+}
+
+void master_unqueue(struct queued *e)
+{
+    /* Rare (a health check answered from the queue): the entries behind
+     * it move up one place; their watchers are pointers, and stay put. */
+    int k = (int)(e - M.q);
+    int pos = (k - M.qhead + M.qcap) % M.qcap;
+    checks_unwatch(e);
+    free(e->data);
+    for (int p = pos; p + 1 < M.qlen; p++)
+        M.q[(M.qhead + p) % M.qcap] = M.q[(M.qhead + p + 1) % M.qcap];
+    M.q[(M.qhead + M.qlen - 1) % M.qcap] = (struct queued){.fd = -1};
+    M.qlen--;
+    checks_update();
 }
 
 void master_dispatch_queue(void)
@@ -133,6 +150,7 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
     M.q[tail].fd = fd;
     M.q[tail].msg = *msg;
     M.q[tail].data = NULL;
+    M.q[tail].peek = NULL;
     if (msg->datalen && !(M.q[tail].data = malloc(msg->datalen))) {
         log_err(ENOMEM, "queueing a connection");
         conns_close(fd);
@@ -145,6 +163,8 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
         /* Full: the kernel's backlog holds the rest until a worker frees. */
         pause_accepting(1);
     }
+    checks_update();
+    checks_watch(&M.q[tail]); /* last: it may answer and drop the entry */
 }
 
 /* A connection to serve: newly accepted, handed back by a draining worker,
@@ -284,10 +304,28 @@ static void stop(int how)
     if (M.stopping >= how)
         return;
     if (!M.stopping && !M.handover) {
-        notify_send("STOPPING=1");
+        if (!M.stop_delay)
+            notify_send("STOPPING=1");
+        /* A connection the kernel completed but nobody accepted would be
+         * reset by the close, after its client sent a request: take what
+         * waits in the backlogs first (as far as the queue has room). */
+        for (int i = 0; i < M.nls; i++)
+            for (int k = 0; k < 16 && M.ls[i].fd >= 0 && M.qlen < M.qcap; k++)
+                on_accept(M.loop, &M.accept_w[i], EV_READ);
         master_close_listeners(1);
     }
+    /* Before any worker hears of it: from here on every response closes
+     * its connection.  After a shutdown delay a balancer may still hold
+     * idle connections to us (nginx, whose checks are passive): those stay
+     * until their keep-alive timeout, which the balancer's own idle
+     * timeout is to undercut.  Without one, a stop is not held up by idle
+     * connections. */
+    int linger = how == 1 && M.stop_delay;
+    atomic_store(&M.sb->stopping, linger ? SB_STOP_LINGER : SB_STOP_CLOSE);
+    ev_timer_stop(M.loop, &M.delay_w);
+    M.stop_delay = 0;
     M.stopping = how;
+    checks_update();
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
                  M.cfg->graceful_timeout);
@@ -309,12 +347,40 @@ static void stop(int how)
         ev_break(M.loop, EVBREAK_ALL);
 }
 
+static void on_delay_over(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    stop(1);
+}
+
+/* TERM with a shutdown_delay: serve on as usual while the health path
+ * fails, so that the balancer stops sending here before anything closes;
+ * then the graceful stop.  A second TERM stops at once. */
+static void term(void)
+{
+    if (M.cfg->shutdown_delay <= 0 || M.stop_delay || M.stopping || M.handover) {
+        stop(1);
+        return;
+    }
+    M.stop_delay = 1;
+    notify_send("STOPPING=1");
+    checks_update();
+    log_info("TERM: the health check fails from now on; serving for %g s more "
+             "(shutdown_delay), then stopping",
+             M.cfg->shutdown_delay);
+    ev_timer_init(&M.delay_w, on_delay_over, M.cfg->shutdown_delay, 0.);
+    ev_timer_start(M.loop, &M.delay_w);
+}
+
 /* One signal, `times` deliveries of it since the last pass. */
 static void act(int sig, unsigned times)
 {
     switch (sig) {
     case SIGTERM:
-        stop(1);
+        while (times--)
+            term();
         break;
     case SIGINT:
     case SIGQUIT:

@@ -28,7 +28,8 @@ struct wproc {
 struct queued {
     int fd;
     struct chan_msg msg;
-    char *data; /* msg.datalen bytes already read from it (malloc'd), or NULL */
+    char *data;  /* msg.datalen bytes already read from it (malloc'd), or NULL */
+    ev_io *peek; /* watching for a health check (master_checks.c), or NULL */
 };
 
 struct master {
@@ -57,8 +58,10 @@ struct master {
     struct sent_bytes {
         char *p; /* request bytes sent with a connection: its worker may die unread */
         uint32_t len;
-    } * sent_bytes; /* per descriptor, allocated on first use */
+    } *sent_bytes;  /* per descriptor, allocated on first use */
     int stopping;   /* 0 serving, 1 graceful, 2 at once */
+    int stop_delay; /* TERM came: serving on for shutdown_delay, the health check failing */
+    ev_timer delay_w;
     int workers_told;
     int fail_streak;
     int64_t next_spawn_ms;
@@ -87,7 +90,8 @@ extern struct master M;
 /* data: msg->datalen bytes already read from the connection (copied). */
 void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
 void master_dispatch_queue(void);
-void master_dispatch_to(int slot); /* the queue's oldest to a worker that said it is free */
+void master_dispatch_to(int slot);     /* the queue's oldest to a worker that said it is free */
+void master_unqueue(struct queued *e); /* out of the queue, from wherever it is in it */
 void master_close_listeners(int unlink_paths);
 /* Kill the workers still running in `seconds`, unless that is due sooner. */
 void master_stop_deadline(double seconds);
@@ -103,6 +107,11 @@ void conns_worker_gone(int slot);
 void conns_close_inherited(void);
 void conns_keep_on_exec(int keep);
 void conns_adopt(void);
+
+/* master_checks.c: the health check (health.h), seen from the master */
+void checks_update(void);              /* the queue or the stop changed: tell the workers */
+void checks_watch(struct queued *e);   /* just queued: is it a health check? */
+void checks_unwatch(struct queued *e); /* leaving the queue */
 
 /* master_workers.c */
 void workers_spawn_missing(void);

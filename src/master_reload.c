@@ -77,7 +77,7 @@ static int busy(int sig)
         kill(M.upgrade_pid, sig);
         return 1;
     }
-    if (M.stopping || M.handover) {
+    if (M.stopping || M.handover || M.stop_delay) {
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
@@ -338,7 +338,11 @@ int reload_reaped(pid_t pid, int status)
     char how[64];
     if (pid && pid == M.probe_pid) {
         M.probe_pid = 0;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !M.stopping && !M.handover) {
+        if (M.stop_delay && !M.stopping) {
+            /* TERM came while the probe ran: the stop wins (a new image
+             * would not know it had begun). */
+            log_info("HUP: not applied: stopping");
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !M.stopping && !M.handover) {
             exec_in_place();
         } else {
             describe(status, how, sizeof(how));

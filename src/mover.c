@@ -182,6 +182,8 @@ static int plan(struct worker *w, struct watchlist *wl)
                 continue;
             m = conn_move_plan(c); /* written out: idle now, or pipelined input */
         }
+        if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&w->sb->stopping))
+            continue; /* a stopping master could only close it: it waits for us */
         if (m == MOVE_NOW) {
             if (wait < 0)
                 wait = wait_before_moving(w);

@@ -48,6 +48,10 @@ void wsgi_send_headers(struct conn *c)
     if (!length_known && r->minor >= 1 && r->major == 1)
         rp->chunked = 1;
     c->keepalive = http_keepalive(c->keepalive, rp->app_close, length_known || rp->chunked);
+    /* A stop that began while the application ran: the client is told
+     * now, not surprised by a close after a keep-alive response. */
+    if (rp->stopping && atomic_load(rp->stopping))
+        c->keepalive = 0;
 
     struct buf *o = &c->out;
     buf_append(o, rp->status_line.p, rp->status_line.len);

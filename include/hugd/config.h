@@ -29,8 +29,9 @@ struct hugd_config {
     /* [server] */
     char *binds[HUGD_MAX_BINDS]; /* "host:port", "[v6]:port", "unix:PATH" */
     int nbinds;
-    int backlog;      /* listen(2) backlog */
-    int accept_queue; /* connections the master holds while no worker is free */
+    int backlog;       /* listen(2) backlog */
+    int accept_queue;  /* connections the master holds while no worker is free */
+    char *health_path; /* answered by hugd itself (health.h); NULL = off */
     char *pidfile;
     char *user, *group; /* privileges dropped to after binding */
     int allow_root;     /* run the application as root anyway */
@@ -43,6 +44,7 @@ struct hugd_config {
     int workers;
     double timeout;              /* seconds one request may run; 0 = no limit */
     double graceful_timeout;     /* seconds a drain may take */
+    double shutdown_delay;       /* seconds TERM keeps serving with the health check failing */
     int max_requests;            /* recycle a worker after this many; 0 = never */
     double rebalance_busy_after; /* the same while no worker is free */
     double rebalance_after;      /* seconds in one request before its worker's waiting

@@ -9,6 +9,7 @@
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -62,6 +63,9 @@ struct http_response {
      * client as long as the write timeout allows (write() must not buffer
      * without bound); 0, or -1 when the client is gone or too slow. */
     int (*flush)(struct conn *c);
+    /* Set by conn.c: nonzero once the server stops (the scoreboard's
+     * stopping): the response being sent is the connection's last. */
+    const _Atomic int *stopping;
     double now;       /* the loop's clock at the last call into the application */
     void *result;     /* PyObject*: the application's iterable, for close() */
     void *iter;       /* PyObject*: iterator over it, NULL when exhausted */

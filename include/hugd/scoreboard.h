@@ -48,6 +48,14 @@ enum sb_conn_state {
     SBC_CLOSED,    /* its worker is done with it; the master closes its copy */
 };
 
+/* scoreboard.stopping.  From SB_STOP_CLOSE on every response says
+ * "Connection: close".  SB_STOP_LINGER (a stop after a shutdown_delay, so
+ * behind a load balancer): a draining worker keeps its idle keep-alive
+ * connections until their keep-alive timeout, instead of giving them back
+ * to a master that could only close them under a balancer about to send
+ * on them; a request on one is answered, with "Connection: close". */
+enum { SB_STOP_NONE = 0, SB_STOP_CLOSE, SB_STOP_LINGER };
+
 struct sb_conn {
     _Atomic int16_t owner; /* worker slot, -1 none; master-written */
     _Atomic uint8_t state; /* the master writes MASTER/SENT*, the owner the rest */
@@ -61,6 +69,12 @@ struct scoreboard {
     int nslots;
     int nconns;      /* connection records, one per descriptor number below it */
     size_t conn_off; /* where they start, from the board's first byte */
+    /* Master-written (after the fields above, which a reload's new image
+     * reads as they were).  health: what the health path answers (enum
+     * health_state).  stopping: the instance stops (TERM, once any
+     * shutdown_delay is over), SB_STOP_*. */
+    _Atomic int health;
+    _Atomic int stopping;
     struct sb_slot slot[];
 };
 

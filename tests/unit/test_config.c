@@ -167,7 +167,9 @@ static void expect_same(const struct hugd_config *a, const struct hugd_config *b
         SAME_STR(binds[i]);
     SAME_INT(backlog);
     SAME_INT(accept_queue);
+    SAME_STR(health_path);
     SAME_INT(workers);
+    SAME_DBL(shutdown_delay);
     SAME_DBL(timeout);
     SAME_DBL(graceful_timeout);
     SAME_DBL(keepalive);
@@ -218,6 +220,8 @@ static void test_defaults(void)
     EXPECT_STR(c.binds[0], "127.0.0.1:8000");
     EXPECT_INT(c.backlog, 2048);
     EXPECT_INT(c.accept_queue, 1024);
+    EXPECT_STR(c.health_path, NULL);
+    EXPECT_DBL(c.shutdown_delay, 0);
     EXPECT_INT(c.workers, cpus());
     EXPECT_DBL(c.timeout, 30);
     EXPECT_DBL(c.graceful_timeout, 30);
@@ -250,8 +254,10 @@ static void test_every_type(void)
                        "bind = 0.0.0.0:9000\n"
                        "backlog = 100\n"
                        "accept_queue = 50\n"
+                       "health_path = /_health/check-1\n"
                        "[workers]\n"
                        "workers = 7\n"
+                       "shutdown_delay = 2.5\n"
                        "timeout = 0.5\n"
                        "graceful_timeout = 0\n"
                        "[http]\n"
@@ -276,7 +282,9 @@ static void test_every_type(void)
     EXPECT_STR(c.binds[0], "0.0.0.0:9000");
     EXPECT_INT(c.backlog, 100);
     EXPECT_INT(c.accept_queue, 50);
+    EXPECT_STR(c.health_path, "/_health/check-1");
     EXPECT_INT(c.workers, 7);
+    EXPECT_DBL(c.shutdown_delay, 2.5);
     EXPECT_DBL(c.timeout, 0.5);
     EXPECT_DBL(c.graceful_timeout, 0);
     EXPECT_DBL(c.keepalive, 0);
@@ -527,6 +535,38 @@ static void test_config_set(void)
     EXPECT_INT(c.nbinds, 0);
 }
 
+/* health_path is compared byte for byte with request targets, in the
+ * master and in the workers: only a plain path is taken. */
+static void test_health_path(void)
+{
+    struct hugd_config c;
+    char err[512];
+    config_defaults(&c);
+    EXPECT_INT(config_set(&c, "server", "health_path", "/healthz", err, sizeof err), 0);
+    EXPECT_STR(c.health_path, "/healthz");
+    EXPECT_INT(config_set(&c, "server", "health_path", "", err, sizeof err), 0);
+    EXPECT_STR(c.health_path, NULL);
+    EXPECT_INT(config_set(&c, "server", "health_path", "healthz", err, sizeof err), -1);
+    EXPECT_STR(err, "health_path: 'healthz' does not start with '/'");
+    EXPECT_INT(config_set(&c, "server", "health_path", "/a b", err, sizeof err), -1);
+    EXPECT_STR(err, "health_path: '/a b': only printable ASCII without blanks, '?', '#' or '%'");
+    EXPECT_INT(config_set(&c, "server", "health_path", "/a?x=1", err, sizeof err), -1);
+    EXPECT_INT(config_set(&c, "server", "health_path", "/%41", err, sizeof err), -1);
+    EXPECT_INT(config_set(&c, "server", "health_path", "/\xc3\xa9", err, sizeof err), -1);
+    EXPECT_INT(config_set(&c, "workers", "shutdown_delay", "-1", err, sizeof err), -1);
+    EXPECT_STR(err, "shutdown_delay: '-1' is out of range (0..2147483 seconds)");
+    EXPECT_STR(c.health_path, NULL);
+    config_free(&c);
+    EXPECT_INT(run(&c, "--health-path", "/up", "--shutdown-delay", "10", "app", NULL), 0);
+    EXPECT_STR(c.health_path, "/up");
+    EXPECT_DBL(c.shutdown_delay, 10);
+    expect_round_trip(&c, __LINE__);
+    config_free(&c);
+    EXPECT_INT(run(&c, "--health-path", "up", "app", NULL), HUGD_EX_USAGE);
+    EXPECT_HAS(err_text, "--health-path: 'up' does not start with '/'");
+    config_free(&c);
+}
+
 static void test_sizes(void)
 {
     static const struct {
@@ -689,6 +729,8 @@ static void test_cli(void)
                                         "workers",
                                         "timeout",
                                         "graceful-timeout",
+                                        "shutdown-delay",
+                                        "health-path",
                                         "keep-alive",
                                         "header-timeout",
                                         "limit-request-line",
@@ -813,6 +855,7 @@ int main(void)
     test_lists();
     test_file_errors();
     test_config_set();
+    test_health_path();
     test_sizes();
     test_cli();
     test_round_trip();

@@ -1,0 +1,187 @@
+/* The master's side of the health check (include/hugd/health.h).
+ *
+ * What the instance can do is the master's to say: it writes the part the
+ * workers need (stopping, queue full) on the scoreboard, where a worker
+ * that parses a health check reads it.  And while no worker is free, a
+ * health check would wait in the master's queue behind everybody else's
+ * requests: a saturated instance would look dead to its balancer, which
+ * would take it out and push its load onto the others.  So every
+ * connection the master holds is watched until its first bytes say what
+ * it is.  Anything but a complete health check (health_match) is left in
+ * the kernel for the worker that gets the connection, untouched; a health
+ * check is read, answered here with "Connection: close", and the
+ * connection is closed: a balancer opens a connection per check anyway,
+ * and it leaves nothing behind in the queue.  Bytes of what may still
+ * become a health check (a head split across packets) are read into the
+ * queued entry, and travel to the worker with the connection if it turns
+ * out to be something else. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hugd/health.h"
+#include "hugd/http.h"
+#include "hugd/log.h"
+#include "master_int.h"
+
+/* A worker that is serving (not starting up, not on its way out). */
+static int serving(int i)
+{
+    int st = atomic_load(&M.sb->slot[i].state);
+    return atomic_load(&M.sb->slot[i].accepting) &&
+           (st == SB_IDLE || st == SB_BUSY || st == SB_QUEUED);
+}
+
+static enum health_state state(void)
+{
+    if (M.stop_delay || M.stopping)
+        return HEALTH_DRAINING;
+    int any = 0;
+    for (int k = 0; k < M.nlive && !any; k++)
+        any = serving(M.live[k]);
+    if (!any)
+        return HEALTH_NO_WORKER;
+    if (M.qlen >= M.qcap)
+        return HEALTH_QUEUE_FULL;
+    return HEALTH_OK;
+}
+
+void checks_update(void)
+{
+    /* The workers answer only while one of them is alive: what they need
+     * is whether the instance stops, or the queue is full. */
+    int st = M.stop_delay || M.stopping ? HEALTH_DRAINING
+             : M.qlen >= M.qcap         ? HEALTH_QUEUE_FULL
+                                        : HEALTH_OK;
+    if (atomic_load(&M.sb->health) != st)
+        atomic_store(&M.sb->health, st);
+}
+
+static struct queued *find(int fd)
+{
+    for (int k = 0; k < M.qlen; k++) {
+        struct queued *e = &M.q[(M.qhead + k) % M.qcap];
+        if (e->fd == fd)
+            return e;
+    }
+    return NULL;
+}
+
+/* 0: answered, closed and out of the queue; -1: left to a worker. */
+static int answer(struct queued *e, enum health_match m, size_t unread)
+{
+    char out[HEALTH_RESPONSE_MAX], drop[HEALTH_MAX_HEAD];
+    /* The head is all there is: read it out, so that the close below
+     * sends a FIN after the answer, not a reset. */
+    if (unread && recv(e->fd, drop, unread, MSG_DONTWAIT) != (ssize_t)unread) {
+        log_debug("reading a health check: %s", strerror(errno));
+        return -1;
+    }
+    size_t dlen, blen;
+    const char *date = http_date_header(ev_now(M.loop), &dlen);
+    enum health_state st = state();
+    size_t n = health_response(out, st, m == HEALTH_HEAD, 0, date, dlen, &blen);
+    ssize_t w = write(e->fd, out, n);
+    if (w != (ssize_t)n)
+        log_debug("answering a health check: %s", w < 0 ? strerror(errno) : "short write");
+    log_debug("answered a health check with %d (no worker was free)", health_status(st));
+    int fd = e->fd;
+    checks_unwatch(e);
+    master_unqueue(e);
+    conns_close(fd);
+    return 0;
+}
+
+/* The request limits a worker enforces, conservatively: a head a worker
+ * would refuse with 414 or 431 is left to it. */
+static int within_limits(const char *head, size_t len)
+{
+    const struct hugd_config *cfg = M.cfg;
+    int lines = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        lines += head[i] == '\r';
+    return len <= (size_t)cfg->limit_request_line && len <= (size_t)cfg->limit_request_field_size &&
+           lines - 2 <= cfg->limit_request_fields;
+}
+
+enum { DONE, WATCH, GONE };
+
+/* WATCH: look again when more comes; DONE: a worker will serve it; GONE:
+ * answered, and out of the queue (e is another entry's now). */
+static int look(struct queued *e)
+{
+    char buf[HEALTH_MAX_HEAD + 1];
+    size_t have = e->msg.datalen;
+    if (have > HEALTH_MAX_HEAD)
+        return DONE;
+    if (have)
+        memcpy(buf, e->data, have);
+    ssize_t n = recv(e->fd, buf + have, sizeof(buf) - have, MSG_PEEK | MSG_DONTWAIT);
+    int eof = n == 0;
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            return DONE; /* the worker will see the error */
+        n = 0;
+    }
+    if (have + (size_t)n == 0)
+        return eof ? DONE : WATCH;
+    size_t head;
+    enum health_match m = health_match(buf, have + (size_t)n, M.cfg->health_path, &head);
+    if ((m == HEALTH_GET || m == HEALTH_HEAD) && head == have + (size_t)n &&
+        within_limits(buf, head)) {
+        return answer(e, m, (size_t)n) == 0 ? GONE : DONE;
+    }
+    if (m != HEALTH_MORE || eof)
+        return DONE;
+    if (n == 0)
+        return WATCH;
+    /* Part of what may be a health check: take it out of the kernel, or
+     * the readable socket would wake us again and again for it. */
+    char *d = realloc(e->data, have + (size_t)n);
+    if (!d)
+        return DONE;
+    e->data = d;
+    ssize_t r = recv(e->fd, d + have, (size_t)n, MSG_DONTWAIT);
+    if (r > 0)
+        e->msg.datalen += (uint32_t)r;
+    return r > 0 ? WATCH : DONE;
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct queued *e = find(io->fd);
+    if (!e || e->peek != io) {
+        ev_io_stop(M.loop, io); /* cannot happen: unwatch stops it */
+        return;
+    }
+    if (look(e) == DONE)
+        checks_unwatch(e);
+}
+
+void checks_watch(struct queued *e)
+{
+    e->peek = NULL;
+    if (!M.cfg->health_path || M.handover)
+        return;
+    if (look(e) != WATCH)
+        return;
+    ev_io *io = malloc(sizeof(*io));
+    if (!io)
+        return; /* a worker answers it, later */
+    ev_io_init(io, on_readable, e->fd, EV_READ);
+    ev_io_start(M.loop, io);
+    e->peek = io;
+}
+
+void checks_unwatch(struct queued *e)
+{
+    if (!e->peek)
+        return;
+    ev_io_stop(M.loop, e->peek);
+    free(e->peek);
+    e->peek = NULL;
+}
