@@ -89,9 +89,18 @@ int channel_send_type(int ch, int type)
 
 int channel_send(int ch, const struct chan_msg *msg, const void *data)
 {
-    struct iovec iov[2] = {{.iov_base = (void *)msg, .iov_len = sizeof(*msg)},
-                           {.iov_base = (void *)data, .iov_len = msg->datalen}};
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = msg->datalen && data ? 2 : 1};
+    return channel_send2(ch, msg, data, data ? msg->datalen : 0, NULL, 0);
+}
+
+int channel_send2(int ch, const struct chan_msg *msg, const void *a, size_t alen, const void *b,
+                  size_t blen)
+{
+    struct iovec iov[3] = {{.iov_base = (void *)msg, .iov_len = sizeof(*msg)}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 1};
+    if (alen)
+        iov[mh.msg_iovlen++] = (struct iovec){.iov_base = (void *)a, .iov_len = alen};
+    if (blen)
+        iov[mh.msg_iovlen++] = (struct iovec){.iov_base = (void *)b, .iov_len = blen};
     ssize_t n;
     do
         n = sendmsg(ch, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -12,6 +12,7 @@
 #include "hugd/config.h"
 #include "config_int.h"
 #include "hugd/accesslog.h"
+#include "hugd/addrmatch.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,6 +98,17 @@ const struct setting config_table[] = {
      "SIZE", "larger request bodies get 413; 0 = no limit"},
     {"http", "body_buffer_size", "body-buffer-size", 0, T_SIZE, OFF(body_buffer_size), 0, 1LL << 30,
      "1M", "SIZE", "body bytes kept in memory; the rest goes to a temp file"},
+    {"proxy", "proxy_protocol", "proxy-protocol", 0, T_BOOL, OFF(proxy_protocol), NORANGE, "no",
+     NULL,
+     "every connection starts with a PROXY protocol header (v1 or v2) naming the client; "
+     "one missing or from a peer not in proxy_allow_ips gets 400"},
+    {"proxy", "proxy_allow_ips", "proxy-allow-ips", 0, T_ADDRS, OFF(proxy_allow_ips), NORANGE,
+     "127.0.0.1,::1", "ADDRS",
+     "peers that may send a PROXY header: addresses, CIDR ranges, * for any"},
+    {"proxy", "forwarded_allow_ips", "forwarded-allow-ips", 0, T_ADDRS, OFF(forwarded_allow_ips),
+     NORANGE, "127.0.0.1,::1", "ADDRS",
+     "peers whose X-Forwarded-For, X-Forwarded-Proto and Forwarded set REMOTE_ADDR and "
+     "wsgi.url_scheme: addresses, CIDR ranges, * for any"},
     {"log", "access_logfile", "access-logfile", 0, T_STRING, OFF(access_logfile), NORANGE, NULL,
      "FILE", "write an access log line per request to FILE; - = stdout"},
     {"log", "access_logformat", "access-logformat", 0, T_LOGFORMAT, OFF(access_logformat), NORANGE,
@@ -146,7 +158,8 @@ unsigned long long config_list_rows(void)
 {
     unsigned long long bits = 0;
     for (size_t i = 0; i < NSETTINGS; i++)
-        if (config_table[i].type == T_LIST || config_table[i].type == T_BIND)
+        if (config_table[i].type == T_LIST || config_table[i].type == T_ADDRS ||
+            config_table[i].type == T_BIND)
             bits |= 1ull << i;
     return bits;
 }
@@ -234,10 +247,11 @@ static int set_string(char **p, const char *v, char *err, size_t len)
     return 0;
 }
 
-/* pythonpath: kept comma-joined, as the header promises; blanks around
- * commas and empty items are dropped so config_print can write one per line. */
-static int add_paths(struct hugd_config *c, const struct setting *e, const char *v, char *err,
-                     size_t len)
+/* Lists (pythonpath, the address lists): kept comma-joined, as the header
+ * promises; blanks around commas and empty items are dropped so
+ * config_print can write one per line. */
+static int add_list(struct hugd_config *c, const struct setting *e, const char *v, char *err,
+                    size_t len)
 {
     char **p = field(c, e);
     if (restart_list(c, e)) {
@@ -339,7 +353,7 @@ static int add_binds(struct hugd_config *c, const struct setting *e, const char 
 
     if (!copy)
         return fail(err, len, "out of memory");
-    /* Blanks as inih strips them (see add_paths). */
+    /* Blanks as inih strips them (see add_list). */
     for (t = strtok_r(copy, ", \t\n\v\f\r", &save); t; t = strtok_r(NULL, ", \t\n\v\f\r", &save)) {
         if (check_bind(t, err, len) < 0)
             goto out;
@@ -398,7 +412,7 @@ static int comment_inside(const char *v)
 static int fits_a_line(const struct setting *e, const char *v)
 {
     size_t room = INI_MAX_LINE - 2 - strlen(e->key) - 3;
-    if (e->type != T_LIST)
+    if (e->type != T_LIST && e->type != T_ADDRS)
         return strlen(v) <= room;
     for (; *v; v += strcspn(v, ",") + (v[strcspn(v, ",")] == ','))
         if (strcspn(v, ",") > room)
@@ -451,7 +465,20 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
         if (!fits_a_line(e, v))
             return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
         return e->type == T_STRING ? set_string(field(c, e), v, err, len)
-                                   : add_paths(c, e, v, err, len);
+                                   : add_list(c, e, v, err, len);
+    case T_ADDRS: {
+        if (comment_inside(v))
+            return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
+        if (!fits_a_line(e, v))
+            return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
+        /* Checked here, while the file's line is known; the workers parse
+         * the list again for themselves. */
+        struct addrmatch m;
+        if (addrmatch_parse(&m, v, err, len) < 0)
+            return -1;
+        addrmatch_free(&m);
+        return add_list(c, e, v, err, len);
+    }
     case T_LOGFORMAT: {
         if (comment_inside(v))
             return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
@@ -642,7 +669,8 @@ void config_print(const struct hugd_config *c, FILE *out)
         case T_LOGFORMAT:
             put(out, e->key, *(char *const *)p);
             break;
-        case T_LIST: {
+        case T_LIST:
+        case T_ADDRS: {
             /* One line per item keeps each line short enough for inih. */
             const char *s = *(char *const *)p;
             if (!s)
@@ -671,7 +699,8 @@ void config_free(struct hugd_config *c)
 {
     for (size_t i = 0; i < NSETTINGS; i++) {
         if (config_table[i].type == T_STRING || config_table[i].type == T_LIST ||
-            config_table[i].type == T_URLPATH || config_table[i].type == T_LOGFORMAT) {
+            config_table[i].type == T_URLPATH || config_table[i].type == T_LOGFORMAT ||
+            config_table[i].type == T_ADDRS) {
             char **p = field(c, &config_table[i]);
             free(*p);
             *p = NULL;

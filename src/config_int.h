@@ -23,7 +23,8 @@ enum type {
     T_BOOL,
     T_ACTION,
     T_LOGFORMAT,
-    T_URLPATH
+    T_URLPATH,
+    T_ADDRS /* a T_LIST of addresses and CIDR ranges (addrmatch.h) */
 };
 
 struct setting {
@@ -40,7 +41,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 36
+#define CONFIG_NSETTINGS 39
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

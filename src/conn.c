@@ -39,11 +39,12 @@ static void share_state(struct conn *c, int st)
     }
 }
 
-/* Nothing read since the last response: nothing of it lives only here. */
+/* Nothing read since the last response: nothing of it lives only here
+ * (but for the client's address from a PROXY header). */
 static void share_if_idle(struct conn *c)
 {
     if (c->state == CONN_READING && !c->req.started && c->in.off == c->in.len)
-        share_state(c, SBC_IDLE);
+        share_state(c, c->proxy_state == CONN_PROXY_DONE ? SBC_IDLE_PROXIED : SBC_IDLE);
 }
 
 /* Input to parse and run in this loop iteration's batch (conn_run_ready). */
@@ -130,6 +131,7 @@ void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *
     c->peerlen = m->peerlen;
     const struct sockaddr *sa = (const struct sockaddr *)&m->peer;
     sock_peer_text(sa, c->peer_addr, sizeof(c->peer_addr), c->peer_port, sizeof(c->peer_port));
+    conn_client_start(c);
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
         int one = 1;
         /* Responses go out in one write; don't let Nagle hold the tail. */
@@ -224,6 +226,8 @@ int conn_give_away(struct conn *c)
     /* No Python, no loop: the mover calls it.  What was read and not yet
      * run travels with the connection. */
     size_t from = unrun_from(c);
+    uint8_t carry[PROXY_ENCODED_MAX];
+    size_t clen = conn_client_carry(c, carry);
     struct chan_msg m;
     memset(&m, 0, sizeof(m));
     m.type = CHAN_BACK;
@@ -231,12 +235,13 @@ int conn_give_away(struct conn *c)
     m.listener = (uint16_t)c->listener;
     m.peerlen = (uint32_t)c->peerlen;
     m.peer = c->peer;
-    m.datalen = (uint32_t)(c->in.len - from);
-    if (c->in.len - from > CHAN_MAX_DATA) {
+    m.datalen = (uint32_t)(clen + c->in.len - from);
+    if (clen + c->in.len - from > CHAN_MAX_DATA) {
         errno = EMSGSIZE;
         return -1;
     }
-    if (channel_send(c->w->channel, &m, c->in.p ? c->in.p + from : NULL) < 0)
+    if (channel_send2(c->w->channel, &m, carry, clen, c->in.p ? c->in.p + from : NULL,
+                      c->in.len - from) < 0)
         return -1;
     c->given_away = 1;
     return 0;
@@ -398,7 +403,7 @@ static void access_log(struct conn *c)
         .bytes = c->resp.body_sent,
         .now = now,
         .duration = c->req.started_at > 0 ? now - c->req.started_at : 0,
-        .peer = c->peer_addr,
+        .peer = conn_client_addr(c),
         .resp_head = c->resp.head.p,
         .resp_head_len = c->resp.head.len,
     };
@@ -524,6 +529,21 @@ static int send_continue(struct conn *c)
 static int process(struct conn *c)
 {
     while (c->state == CONN_READING && c->in.off < c->in.len) {
+        if (c->proxy_state == CONN_PROXY_WANTED || c->proxy_state == CONN_PROXY_REFUSED) {
+            int r = conn_client_proxy(c);
+            if (r < 0)
+                return answer_error(c, c->req.error_status);
+            if (r == 0) {
+                if (!c->req.timed) {
+                    /* The header and the request head after it share one
+                     * deadline, from the header's first byte. */
+                    c->req.timed = 1;
+                    set_deadline(c, c->w->cfg->header_timeout);
+                }
+                break;
+            }
+            continue;
+        }
         if (!c->req.started)
             c->head_mark = c->in.off;
         enum http_feed_result r = http_feed(c);
@@ -547,6 +567,7 @@ static int process(struct conn *c)
         c->state = CONN_RESPONDING;
         c->keepalive =
             c->req.keepalive && c->w->cfg->keepalive > 0 && !atomic_load(&c->w->sb->stopping);
+        conn_client_forwarded(c);
         if (is_health_check(c)) {
             if (answer_health(c) < 0)
                 return -1;
@@ -671,7 +692,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_start(loop, t);
         return;
     }
-    if (c->state == CONN_READING && c->req.started && !c->w->draining) {
+    if (c->state == CONN_READING && (c->req.started || conn_client_pending(c)) && !c->w->draining) {
         log_debug("request from %s timed out", c->peer_addr);
         answer_error(c, 408);
         return;
@@ -695,8 +716,9 @@ enum conn_move conn_move_plan(const struct conn *c)
          * a closing connection: only this worker can go on with them. */
         return MOVE_STAY;
     }
+    uint8_t carry[PROXY_ENCODED_MAX];
     size_t n = c->in.len - unrun_from(c);
-    if (n > CHAN_MAX_DATA)
+    if (n + conn_client_carry(c, carry) > CHAN_MAX_DATA)
         return MOVE_STAY;
     return n ? MOVE_NOW : MOVE_ON_INPUT;
 }

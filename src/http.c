@@ -391,6 +391,8 @@ void http_request_reset(struct http_request *r)
     r->path_off = 0;
     memset(&r->scan, 0, sizeof(r->scan));
     r->chunk_line = r->method_pending = 0;
+    r->fwd_addr[0] = r->fwd_port[0] = '\0';
+    r->fwd_scheme = 0;
 }
 
 void http_request_free(struct http_request *r)

@@ -143,7 +143,7 @@ void conns_closed(int slot, const char *data, size_t len)
 
 void conns_worker_gone(int slot)
 {
-    int moved = 0, closed = 0;
+    int moved = 0, closed = 0, proxied = 0;
     for (int fd = 0; fd < M.conn_hi; fd++) {
         struct sb_conn *rec = owned_by(fd, slot);
         if (!rec)
@@ -172,12 +172,21 @@ void conns_worker_gone(int slot)
             master_take_conn(fd, &msg, bytes);
             free(bytes);
             moved++;
+        } else if (st == SBC_IDLE_PROXIED) {
+            /* Its client's address died with the worker: served by
+             * another, its requests would seem to come from the proxy. */
+            conns_close(fd);
+            proxied++;
         } else {
             conns_close(fd);
             closed += st != SBC_CLOSED;
         }
     }
-    if (moved || closed)
+    if (proxied)
+        log_info("worker %d's connections: %d idle one(s) went to other workers, %d in a request "
+                 "closed, %d idle after a PROXY header closed",
+                 slot, moved, closed, proxied);
+    else if (moved || closed)
         log_info("worker %d's connections: %d idle one(s) went to other workers, %d in a request "
                  "closed",
                  slot, moved, closed);

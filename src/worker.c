@@ -356,6 +356,15 @@ void worker_main(struct worker *w)
         .body_in_memory = (uint64_t)cfg->body_buffer_size,
     };
     http_set_limits(&lim);
+    char err[256];
+    /* Both were checked when the configuration was read. */
+    if (addrmatch_parse(&w->proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
+                        sizeof(err)) < 0)
+        log_errx("proxy_allow_ips: %s; no peer may send a PROXY header", err);
+    if (addrmatch_parse(&w->forwarded_allow,
+                        cfg->forwarded_allow_ips ? cfg->forwarded_allow_ips : "", err,
+                        sizeof(err)) < 0)
+        log_errx("forwarded_allow_ips: %s; no forwarded header is believed", err);
     if (cfg->max_requests > 0) {
         /* Jitter keeps workers started together from retiring together. */
         srandom((unsigned)(getpid() ^ monotonic_ms()));

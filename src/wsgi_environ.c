@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "hugd/ascii.h"
+#include "hugd/forwarded.h"
 #include "hugd/http.h"
 #include "wsgi_int.h"
 
@@ -14,7 +15,8 @@ static PyObject **base_environ; /* one per listening socket */
 static int nbase;
 static PyObject *bytes_io, *io_open, *empty_bytes, *empty_input;
 static PyObject *k_method, *k_path, *k_query, *k_protocol, *k_remote_addr, *k_remote_port,
-    *k_content_type, *k_content_length, *k_input, *k_request_uri, *k_raw_uri;
+    *k_content_type, *k_content_length, *k_input, *k_request_uri, *k_raw_uri, *k_url_scheme;
+static PyObject *scheme_https;
 static PyObject *proto10, *proto11;
 static PyObject *methods[64];
 
@@ -85,11 +87,14 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     k_input = intern("wsgi.input");
     k_request_uri = intern("REQUEST_URI");
     k_raw_uri = intern("RAW_URI");
+    k_url_scheme = intern("wsgi.url_scheme");
+    scheme_https = intern("https");
     proto10 = intern("HTTP/1.0");
     proto11 = intern("HTTP/1.1");
     if (!bytes_io || !io_open || !empty_bytes || !empty_input || !k_method || !k_path || !k_query ||
         !k_protocol || !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length ||
-        !k_input || !k_request_uri || !k_raw_uri || !proto10 || !proto11)
+        !k_input || !k_request_uri || !k_raw_uri || !k_url_scheme || !scheme_https || !proto10 ||
+        !proto11)
         goto fail;
     base_environ = calloc((size_t)nls, sizeof(*base_environ));
     if (!base_environ)
@@ -272,9 +277,13 @@ PyObject *wsgi_build_environ(struct conn *c)
         PyDict_SetItem(env, k_protocol, r->minor == 0 ? proto10 : proto11) < 0 ||
         add_url(env, r) < 0 || add_headers(env, r) < 0)
         goto fail;
-    if (c->peer_addr[0] &&
-        (set_latin1(env, k_remote_addr, c->peer_addr, strlen(c->peer_addr)) < 0 ||
-         set_latin1(env, k_remote_port, c->peer_port, strlen(c->peer_port)) < 0))
+    /* The client as conn_client.c found it: the socket's peer, a PROXY
+     * header's, or a trusted proxy's forwarded headers'. */
+    const char *addr = conn_client_addr(c), *port = conn_client_port(c);
+    if ((addr[0] && set_latin1(env, k_remote_addr, addr, strlen(addr)) < 0) ||
+        (port[0] && set_latin1(env, k_remote_port, port, strlen(port)) < 0))
+        goto fail;
+    if (r->fwd_scheme == FWD_SCHEME_HTTPS && PyDict_SetItem(env, k_url_scheme, scheme_https) < 0)
         goto fail;
     if (r->body_size && !r->has_length) {
         /* A chunked body: its length is known now that it has been read. */

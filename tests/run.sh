@@ -11,8 +11,9 @@
 #     fails the run, whatever the tests said.  Leak checking is off there:
 #     the embedded interpreter keeps its memory until exit by design.
 #  3. The libFuzzer targets (built in build-asan/ too): the request parser,
-#     the INI configuration, the state handed across exec and the master's
-#     reading of a health check (against the request parser), each for
+#     the INI configuration, the state handed across exec, the master's
+#     reading of a health check (against the request parser) and the PROXY
+#     protocol header (with the forwarded headers), each for
 #     FUZZ_SECONDS (60) from its seed corpus in tests/fuzz/, leak checking
 #     on.  A crash fails the run and leaves its input in build-asan/fuzz-*/.
 #
@@ -76,4 +77,5 @@ fuzz http tests/fuzz/corpus -max_len=16384 -dict=tests/fuzz/http.dict
 fuzz config tests/fuzz/config_corpus -max_len=4096
 fuzz inherit tests/fuzz/inherit_corpus -max_len=4096
 fuzz health tests/fuzz/health_corpus -max_len=4200 -dict=tests/fuzz/http.dict
-echo "fuzzing: 4 passed, 0 failed"
+fuzz proxy tests/fuzz/proxy_corpus -max_len=1024 -dict=tests/fuzz/proxy.dict
+echo "fuzzing: 5 passed, 0 failed"

@@ -57,5 +57,8 @@ int channel_send_type(int ch, int type);
 /* A message with a header and data but no descriptor (CHAN_BACK,
  * CHAN_CLOSED).  Returns 0 or -1 with errno. */
 int channel_send(int ch, const struct chan_msg *msg, const void *data);
+/* The same with the data in two pieces (msg->datalen is their sum). */
+int channel_send2(int ch, const struct chan_msg *msg, const void *a, size_t alen, const void *b,
+                  size_t blen);
 
 #endif

@@ -60,6 +60,11 @@ struct hugd_config {
     long long max_body_size;    /* bytes; larger bodies get 413; 0 = no limit */
     long long body_buffer_size; /* body bytes held in memory; the rest goes to a temp file */
 
+    /* [proxy] */
+    int proxy_protocol;        /* every connection starts with a PROXY v1 or v2 header */
+    char *proxy_allow_ips;     /* comma-joined: who may send one (addrmatch.h) */
+    char *forwarded_allow_ips; /* comma-joined: whose X-Forwarded-* and Forwarded are believed */
+
     /* [log] */
     char *access_logfile;   /* NULL = off, "-" = stdout */
     char *access_logformat; /* gunicorn's atoms, or "json" (accesslog.h) */

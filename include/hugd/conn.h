@@ -13,9 +13,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hugd/addrmatch.h"
 #include "hugd/buf.h"
 #include "hugd/channel.h"
 #include "hugd/http_rules.h"
+#include "hugd/proxy_proto.h"
 
 struct worker;
 
@@ -53,6 +55,12 @@ struct http_request {
     int chunk_line;        /* llhttp stopped before a chunk-size line: its BWS is dropped first */
     int method_pending;    /* llhttp refused the method: is it a token?  (501 or 400) */
     ev_tstamp started_at;
+    /* What forwarded headers from a trusted peer said (conn_client.c):
+     * the client's address ("" = the connection's own), its port ("" =
+     * none given), and the scheme (enum fwd_scheme). */
+    char fwd_addr[ADDR_TEXT_MAX];
+    char fwd_port[8];
+    int fwd_scheme;
 };
 
 struct conn;
@@ -91,6 +99,14 @@ struct http_response {
 
 enum conn_state { CONN_READING, CONN_RESPONDING, CONN_CLOSING };
 
+/* The PROXY protocol header in front of a connection (proxy_protocol). */
+enum conn_proxy {
+    CONN_PROXY_OFF,     /* none expected */
+    CONN_PROXY_WANTED,  /* expected, not read yet */
+    CONN_PROXY_REFUSED, /* from a peer proxy_allow_ips does not list: 400 at its first byte */
+    CONN_PROXY_DONE,    /* read: its address is the client's */
+};
+
 struct conn {
     struct worker *w;
     int fd;
@@ -111,8 +127,11 @@ struct conn {
     int peer_eof;                 /* the client closed its side */
     struct sockaddr_storage peer; /* as accept4 gave it, for a hand-back */
     socklen_t peerlen;
+    /* The client: the peer's address, or the one a PROXY header gave. */
     char peer_addr[INET6_ADDRSTRLEN];
     char peer_port[8];
+    int proxy_state;           /* enum conn_proxy */
+    struct proxy_header proxy; /* CONN_PROXY_DONE: what it said */
     uint64_t requests;
     struct conn *prev, *next; /* the worker's list, for draining */
     struct conn *ready_next;  /* input read this loop iteration, not yet parsed */
@@ -163,5 +182,30 @@ int conn_give_away(struct conn *c);
 /* Main thread, at a point where no list of connections is being walked:
  * let go of what the mover gave away. */
 void conn_sweep(struct worker *w);
+
+/* conn_client.c: who the client is, read without the application: the
+ * PROXY header that starts a connection from a proxy, and the forwarded
+ * headers of each request from a trusted peer. */
+
+/* A new connection: is a PROXY header expected, and may this peer send
+ * one? */
+void conn_client_start(struct conn *c);
+/* Read the PROXY header from c->in when one is expected.  1: read (or
+ * none expected): the request follows; 0: not all there yet; -1: refused,
+ * the connection is to get c->req.error_status (400) and close. */
+int conn_client_proxy(struct conn *c);
+/* Part of a PROXY header has come: the request-head timeout runs for it. */
+int conn_client_pending(const struct conn *c);
+/* What a connection moving to another process sends ahead of its unrun
+ * bytes, so that its client's address goes with it: a PROXY v2 header
+ * when it had one, else nothing.  Returns the length (0..PROXY_ENCODED_MAX).
+ * No Python, no loop: the mover calls it. */
+size_t conn_client_carry(const struct conn *c, uint8_t *out);
+/* A request head is complete: believe its forwarded headers when the peer
+ * is trusted (forwarded_allow_ips). */
+void conn_client_forwarded(struct conn *c);
+/* REMOTE_ADDR and REMOTE_PORT of the current request ("" for none). */
+const char *conn_client_addr(const struct conn *c);
+const char *conn_client_port(const struct conn *c);
 
 #endif

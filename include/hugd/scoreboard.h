@@ -46,6 +46,10 @@ enum sb_conn_state {
     SBC_IDLE,      /* its worker has it between requests: nothing read since the last response */
     SBC_ACTIVE,    /* its worker is in the middle of a request on it */
     SBC_CLOSED,    /* its worker is done with it; the master closes its copy */
+    /* Idle between requests, but its client's address came in a PROXY
+     * header only its worker read: if that worker dies, it is closed
+     * (another worker would take the proxy for the client). */
+    SBC_IDLE_PROXIED,
 };
 
 /* scoreboard.stopping.  From SB_STOP_CLOSE on every response says

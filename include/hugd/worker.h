@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "hugd/addrmatch.h"
 #include "hugd/config.h"
 #include "hugd/mover.h"
 #include "hugd/scoreboard.h"
@@ -40,6 +41,8 @@ struct worker {
     uint32_t *closed_ids;   /* connections done with, not yet told (CHAN_CLOSED): */
     int nclosed, capclosed; /* grows while the master is behind, so none is forgotten */
     struct mover mover;
+    struct addrmatch proxy_allow;     /* cfg->proxy_allow_ips, parsed */
+    struct addrmatch forwarded_allow; /* cfg->forwarded_allow_ips, parsed */
 };
 
 /* Never returns: serves until told to stop, then exits. */
