@@ -96,6 +96,16 @@ def wait_for(pred, timeout, interval=0.05):
         time.sleep(interval)
 
 
+def waiting_in_its_loop(pid):
+    """The worker's main thread sleeps in epoll_wait: it has finished what
+    it was doing, recorded its connections as idle included."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "do_epoll_wait"
+    except FileNotFoundError:
+        return False
+
+
 class ServerError(AssertionError):
     pass
 

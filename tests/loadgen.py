@@ -56,7 +56,10 @@ def parse_pid_body(body):
 class LoadGen:
     def __init__(self, host, port, path="/pid", threads=8, keepalive=True,
                  duration=None, deadline=60.0, timeout=10.0, parse=parse_pid_body,
-                 pause=0.0):
+                 pause=0.0, source_address=None, on_connect=None):
+        """source_address: (host, port) each connection is made from;
+        on_connect(sock, thread, conn_id): called on each new connection
+        before its first request (to send a PROXY header, say)."""
         self.host = host
         self.port = port
         self.path = path
@@ -67,6 +70,8 @@ class LoadGen:
         self.timeout = timeout
         self.parse = parse
         self.pause = pause
+        self.source_address = source_address
+        self.on_connect = on_connect
         self.records = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -123,12 +128,16 @@ class LoadGen:
         try:
             while not self._stop.is_set() and time.monotonic() < self._end:
                 if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                      source_address=self.source_address)
                     conn_id += 1
                 t = time.monotonic()
                 ok, err, pid, text = False, None, None, None
                 try:
                     headers = {} if self.keepalive else {"Connection": "close"}
+                    if self.on_connect and conn.sock is None:
+                        conn.connect()
+                        self.on_connect(conn.sock, idx, conn_id)
                     conn.request("GET", self.path, headers=headers)
                     resp = conn.getresponse()
                     body = resp.read()  # IncompleteRead if short of Content-Length

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hugdtest import APPS, wait_for
+from hugdtest import APPS, wait_for, waiting_in_its_loop
 from loadgen import LoadGen
 
 TARGET = "supervised_app:application"
@@ -22,16 +22,6 @@ def answer(conn):
     r = conn.read_response()
     assert r.status == 200, r
     return int(r.body.split()[1])
-
-
-def waiting_in_its_loop(pid):
-    """The worker's main thread sleeps in epoll_wait: it has finished what
-    it was doing, recorded its connections as idle included."""
-    try:
-        with open(f"/proc/{pid}/wchan") as f:
-            return f.read().strip() == "do_epoll_wait"
-    except FileNotFoundError:
-        return False
 
 
 def test_idle_connections_outlive_their_worker(hugd):
