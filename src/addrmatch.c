@@ -3,21 +3,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const uint8_t v4_mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-static int fail(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void addr16_from_v4(struct addr16 *a, const void *in4)
 {
@@ -77,9 +67,11 @@ static int parse_item(const char *s, size_t n, struct addrmatch_net *net, char *
     const char *slash = memchr(s, '/', n);
     size_t alen = slash ? (size_t)(slash - s) : n;
     int v4;
-    if (addr16_parse(s, alen, &net->addr, &v4) < 0)
-        return fail(err, len, "'%.*s' is not an IP address or a CIDR range (e.g. 10.0.0.0/8)",
-                    (int)n, s);
+    if (addr16_parse(s, alen, &net->addr, &v4) < 0) {
+        snprintf(err, len, "'%.*s' is not an IP address or a CIDR range (e.g. 10.0.0.0/8)", (int)n,
+                 s);
+        return -1;
+    }
     unsigned max = v4 ? 32 : 128, bits = max;
     if (slash) {
         const char *d = slash + 1, *end = s + n;
@@ -100,7 +92,8 @@ static int parse_item(const char *s, size_t n, struct addrmatch_net *net, char *
     clear_host_bits(&net->addr, net->bits);
     return 0;
 bad_bits:
-    return fail(err, len, "'%.*s': the prefix length must be 0..%u", (int)n, s, max);
+    snprintf(err, len, "'%.*s': the prefix length must be 0..%u", (int)n, s, max);
+    return -1;
 }
 
 static int is_blank(char ch)
@@ -115,8 +108,10 @@ int addrmatch_parse(struct addrmatch *m, const char *list, char *err, size_t err
     for (const char *p = list; *p; p++)
         items += *p == ',';
     m->nets = calloc(items, sizeof(*m->nets));
-    if (!m->nets)
-        return fail(err, errlen, "out of memory");
+    if (!m->nets) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (const char *p = list; *p;) {
         size_t n = strcspn(p, ","), skip = n + (p[n] == ',');
         const char *s = p;

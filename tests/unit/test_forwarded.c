@@ -53,214 +53,131 @@ static void expect(const char *addr, const char *port, int scheme, int line)
         check_passed++;
     }
 }
-#define EXPECT(addr, port, scheme) expect(addr, port, scheme, __LINE__)
 
 enum { NONE = FWD_SCHEME_NONE, HTTP = FWD_SCHEME_HTTP, HTTPS = FWD_SCHEME_HTTPS };
 
-static void test_xff(void)
-{
-    start("127.0.0.1,10.0.0.0/8");
-    EXPECT("", "", NONE);
-    field("Host", "example.com");
-    field("X-Forwarded-For", "203.0.113.7");
-    EXPECT("203.0.113.7", "", NONE);
-    /* The client's own claim stays on the left: the proxy's entry wins. */
-    start("127.0.0.1,10.0.0.0/8");
-    field("x-forwarded-for", "6.6.6.6, 203.0.113.7");
-    EXPECT("203.0.113.7", "", NONE);
-    /* Trusted hops nearest to us are skipped. */
-    start("127.0.0.1,10.0.0.0/8");
-    field("X-Forwarded-For", "1.1.1.1,203.0.113.7,10.0.0.9 , 10.0.0.1");
-    EXPECT("203.0.113.7", "", NONE);
-    /* Every hop trusted: the left-most. */
-    start("127.0.0.1,10.0.0.0/8");
-    field("X-Forwarded-For", "10.0.0.2, 10.0.0.1");
-    EXPECT("10.0.0.2", "", NONE);
-    /* Several fields are one list, in order. */
-    start("127.0.0.1,10.0.0.0/8");
-    field("X-Forwarded-For", "1.1.1.1");
-    field("X-Forwarded-For", "2.2.2.2, 10.0.0.3");
-    EXPECT("2.2.2.2", "", NONE);
-    /* The hop that decides is garbage: nothing is believed. */
-    start("127.0.0.1");
-    field("X-Forwarded-For", "1.1.1.1, garbage");
-    EXPECT("", "", NONE);
-    start("127.0.0.1");
-    field("X-Forwarded-For", "garbage, 1.1.1.1");
-    EXPECT("1.1.1.1", "", NONE);
-    start("127.0.0.1");
-    field("X-Forwarded-For", "");
-    EXPECT("", "", NONE);
-    start("127.0.0.1");
-    field("X-Forwarded-For", " , ,");
-    EXPECT("", "", NONE);
-    /* IPv6, bracketed, and ports. */
-    start("::1");
-    field("X-Forwarded-For", "2001:DB8::1");
-    EXPECT("2001:db8::1", "", NONE);
-    start("::1");
-    field("X-Forwarded-For", "[2001:db8::2]:443");
-    EXPECT("2001:db8::2", "443", NONE);
-    start("::1");
-    field("X-Forwarded-For", "192.0.2.1:8080");
-    EXPECT("192.0.2.1", "8080", NONE);
-    start("::1");
-    field("X-Forwarded-For", "192.0.2.1:65536");
-    EXPECT("", "", NONE);
-    start("::1");
-    field("X-Forwarded-For", "[192.0.2.1]");
-    EXPECT("", "", NONE);
-    start("::1");
-    field("X-Forwarded-For", "[2001:db8::2]x");
-    EXPECT("", "", NONE);
-    start("::1");
-    field("X-Forwarded-For", "::ffff:192.0.2.1");
-    EXPECT("::ffff:192.0.2.1", "", NONE);
-    /* A look-alike name is not the field. */
-    start("::1");
-    field("X-Forwarded-For-Not", "192.0.2.1");
-    field("X-Forwarded", "192.0.2.2");
-    EXPECT("", "", NONE);
-}
+#define XFF "X-Forwarded-For"
+#define XFP "X-Forwarded-Proto"
+#define FWD "Forwarded"
 
-static void test_xfp(void)
-{
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "https");
-    EXPECT("", "", HTTPS);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "HTTP");
-    EXPECT("", "", HTTP);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "http, https ");
-    EXPECT("", "", HTTPS);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "https,");
-    EXPECT("", "", HTTPS);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "https");
-    field("X-Forwarded-Proto", "http");
-    EXPECT("", "", HTTP);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "ftp");
-    EXPECT("", "", NONE);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "https");
-    field("X-Forwarded-For", "198.51.100.3");
-    EXPECT("198.51.100.3", "", HTTPS);
-}
-
-static void test_forwarded(void)
-{
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.60;proto=https;by=203.0.113.43");
-    EXPECT("192.0.2.60", "", HTTPS);
-    start("127.0.0.1");
-    field("Forwarded", "for=\"[2001:db8:cafe::17]:4711\"");
-    EXPECT("2001:db8:cafe::17", "4711", NONE);
-    start("127.0.0.1");
-    field("Forwarded", "for=\"[2001:db8:cafe::17]\";proto=http");
-    EXPECT("2001:db8:cafe::17", "", HTTP);
-    start("127.0.0.1");
-    field("Forwarded", "for=\"192.0.2.43:47011\"");
-    EXPECT("192.0.2.43", "47011", NONE);
-    start("127.0.0.1");
-    field("Forwarded", "for=\"192.0.2.43:_abc\"");
-    EXPECT("192.0.2.43", "", NONE);
-    start("127.0.0.1");
-    field("Forwarded", "FOR=192.0.2.43;PROTO=HTTPS");
-    EXPECT("192.0.2.43", "", HTTPS);
-    start("127.0.0.1");
-    field("Forwarded", " for=192.0.2.43 ; proto=https , for=127.0.0.1 ");
-    EXPECT("192.0.2.43", "", HTTPS);
-    start("127.0.0.1");
-    field("Forwarded", "for=\"\\1\\9\\2.0.2.4\"");
-    EXPECT("192.0.2.4", "", NONE);
-    /* Hops, each with its own proto: the element that decides gives both. */
-    start("127.0.0.1,198.51.100.0/24");
-    field("Forwarded", "for=192.0.2.43;proto=http, for=198.51.100.17;proto=https");
-    field("Forwarded", "for=198.51.100.18");
-    EXPECT("192.0.2.43", "", HTTP);
-    start("127.0.0.1,198.51.100.0/24");
-    field("Forwarded", "for=198.51.100.17;proto=https");
-    EXPECT("198.51.100.17", "", HTTPS);
-    /* "unknown", an obfuscated node, or an element without for=: nobody. */
-    start("127.0.0.1");
-    field("Forwarded", "for=unknown;proto=https");
-    EXPECT("", "", HTTPS);
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.1, for=_hidden");
-    EXPECT("", "", NONE);
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.1, proto=https");
-    EXPECT("", "", HTTPS);
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.1, , ;");
-    EXPECT("192.0.2.1", "", NONE);
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.1;ext=\"a,b\";x=y");
-    EXPECT("192.0.2.1", "", NONE);
-}
-
-static void test_forwarded_malformed(void)
-{
-    static const char *const bad[] = {
-        "for=1.2.3.4;for=5.6.7.8", /* a parameter twice */
-        "for=\"1.2.3.4",           /* unterminated */
-        "for=[::1]",               /* IPv6 must be quoted */
-        "for=1.2.3.4 proto=https", /* no separator */
-        "for",
-        "=1.2.3.4",
-        "for=",
-        "for=\"1.2.3.4\\",
-        "for=\"1.2\x01.3.4\"",
-        "for=1.2.3.4;proto=https;proto=http",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        start("127.0.0.1");
-        field("Forwarded", bad[i]);
-        EXPECT("", "", NONE);
+/* A request's fields (name, value pairs, NULL-ended) from a peer that
+ * trusts the list `trust`, and what is to be believed. */
+struct row {
+    int line;
+    const char *trust;
+    const char *fields[8];
+    const char *addr, *port;
+    int scheme;
+};
+#define ROW(...)                                                                                   \
+    {                                                                                              \
+        __LINE__, __VA_ARGS__                                                                      \
     }
-    /* One bad field spoils the list: where its elements start is unknown. */
-    start("127.0.0.1");
-    field("Forwarded", "for=192.0.2.1");
-    field("Forwarded", "for=\"x");
-    EXPECT("", "", NONE);
-    /* A long value is no address, and no harm. */
+#define T "127.0.0.1,10.0.0.0/8"
+
+static const struct row rows[] = {
+    ROW(T, {NULL}, "", "", NONE),
+    ROW(T, {"Host", "example.com", XFF, "203.0.113.7"}, "203.0.113.7", "", NONE),
+    /* The client's own claim stays on the left: the proxy's entry wins. */
+    ROW(T, {"x-forwarded-for", "6.6.6.6, 203.0.113.7"}, "203.0.113.7", "", NONE),
+    /* Trusted hops nearest to us are skipped. */
+    ROW(T, {XFF, "1.1.1.1,203.0.113.7,10.0.0.9 , 10.0.0.1"}, "203.0.113.7", "", NONE),
+    /* Every hop trusted: the left-most. */
+    ROW(T, {XFF, "10.0.0.2, 10.0.0.1"}, "10.0.0.2", "", NONE),
+    /* Several fields are one list, in order. */
+    ROW(T, {XFF, "1.1.1.1", XFF, "2.2.2.2, 10.0.0.3"}, "2.2.2.2", "", NONE),
+    /* The hop that decides is garbage: nothing is believed. */
+    ROW(T, {XFF, "1.1.1.1, garbage"}, "", "", NONE),
+    ROW(T, {XFF, "garbage, 1.1.1.1"}, "1.1.1.1", "", NONE),
+    ROW(T, {XFF, ""}, "", "", NONE),
+    ROW(T, {XFF, " , ,"}, "", "", NONE),
+    /* IPv6, bracketed, and ports. */
+    ROW(T, {XFF, "2001:DB8::1"}, "2001:db8::1", "", NONE),
+    ROW(T, {XFF, "[2001:db8::2]:443"}, "2001:db8::2", "443", NONE),
+    ROW(T, {XFF, "192.0.2.1:8080"}, "192.0.2.1", "8080", NONE),
+    ROW(T, {XFF, "192.0.2.1:65536"}, "", "", NONE),
+    ROW(T, {XFF, "[192.0.2.1]"}, "", "", NONE),
+    ROW(T, {XFF, "[2001:db8::2]x"}, "", "", NONE),
+    ROW(T, {XFF, "::ffff:192.0.2.1"}, "::ffff:192.0.2.1", "", NONE),
+    /* Look-alike names are not the field. */
+    ROW(T, {"X-Forwarded-For-Not", "192.0.2.1", "X-Forwarded", "192.0.2.2"}, "", "", NONE),
+
+    /* X-Forwarded-Proto: its right-most element, http or https. */
+    ROW(T, {XFP, "https"}, "", "", HTTPS),
+    ROW(T, {XFP, "HTTP"}, "", "", HTTP),
+    ROW(T, {XFP, "http, https "}, "", "", HTTPS),
+    ROW(T, {XFP, "https,"}, "", "", HTTPS),
+    ROW(T, {XFP, "https", XFP, "http"}, "", "", HTTP),
+    ROW(T, {XFP, "ftp"}, "", "", NONE),
+    ROW(T, {XFP, "https", XFF, "198.51.100.3"}, "198.51.100.3", "", HTTPS),
+
+    /* Forwarded (RFC 7239 and its examples). */
+    ROW(T, {FWD, "for=192.0.2.60;proto=https;by=203.0.113.43"}, "192.0.2.60", "", HTTPS),
+    ROW(T, {FWD, "for=\"[2001:db8:cafe::17]:4711\""}, "2001:db8:cafe::17", "4711", NONE),
+    ROW(T, {FWD, "for=\"[2001:db8:cafe::17]\";proto=http"}, "2001:db8:cafe::17", "", HTTP),
+    ROW(T, {FWD, "for=\"192.0.2.43:47011\""}, "192.0.2.43", "47011", NONE),
+    ROW(T, {FWD, "for=\"192.0.2.43:_abc\""}, "192.0.2.43", "", NONE),
+    ROW(T, {FWD, "FOR=192.0.2.43;PROTO=HTTPS"}, "192.0.2.43", "", HTTPS),
+    ROW(T, {FWD, " for=192.0.2.43 ; proto=https , for=127.0.0.1 "}, "192.0.2.43", "", HTTPS),
+    ROW(T, {FWD, "for=\"\\1\\9\\2.0.2.4\""}, "192.0.2.4", "", NONE),
+    /* Hops, each with its own proto: the element that decides gives both. */
+    ROW("127.0.0.1,198.51.100.0/24",
+        {FWD, "for=192.0.2.43;proto=http, for=198.51.100.17;proto=https", FWD, "for=198.51.100.18"},
+        "192.0.2.43", "", HTTP),
+    ROW("198.51.100.0/24", {FWD, "for=198.51.100.17;proto=https"}, "198.51.100.17", "", HTTPS),
+    /* "unknown", an obfuscated node, or an element without for=: nobody. */
+    ROW(T, {FWD, "for=unknown;proto=https"}, "", "", HTTPS),
+    ROW(T, {FWD, "for=192.0.2.1, for=_hidden"}, "", "", NONE),
+    ROW(T, {FWD, "for=192.0.2.1, proto=https"}, "", "", HTTPS),
+    ROW(T, {FWD, "for=192.0.2.1, , ;"}, "192.0.2.1", "", NONE),
+    ROW(T, {FWD, "for=192.0.2.1;ext=\"a,b\";x=y"}, "192.0.2.1", "", NONE),
+
+    /* A malformed Forwarded is not believed at all: where its elements
+     * start is unknown. */
+    ROW(T, {FWD, "for=1.2.3.4;for=5.6.7.8"}, "", "", NONE), /* a parameter twice */
+    ROW(T, {FWD, "for=1.2.3.4;proto=https;proto=http"}, "", "", NONE),
+    ROW(T, {FWD, "for=\"1.2.3.4"}, "", "", NONE), /* unterminated */
+    ROW(T, {FWD, "for=[::1]"}, "", "", NONE),     /* IPv6 must be quoted */
+    ROW(T, {FWD, "for=1.2.3.4 proto=https"}, "", "", NONE),
+    ROW(T, {FWD, "for"}, "", "", NONE),
+    ROW(T, {FWD, "=1.2.3.4"}, "", "", NONE),
+    ROW(T, {FWD, "for="}, "", "", NONE),
+    ROW(T, {FWD, "for=\"1.2.3.4\\"}, "", "", NONE),
+    ROW(T, {FWD, "for=\"1.2\x01.3.4\""}, "", "", NONE),
+    ROW(T, {FWD, "for=192.0.2.1", FWD, "for=\"x"}, "", "", NONE), /* one bad field spoils all */
+
+    /* X-Forwarded-* win over Forwarded: nginx and HAProxy write them and
+     * pass a client's Forwarded through. */
+    ROW(T, {FWD, "for=6.6.6.6;proto=https", XFF, "203.0.113.7"}, "203.0.113.7", "", NONE),
+    ROW(T, {XFP, "http", FWD, "for=6.6.6.6;proto=https"}, "", "", HTTP),
+    ROW(T, {XFF, "", FWD, "for=6.6.6.6"}, "", "", NONE),
+};
+
+static void run(const struct row *r)
+{
+    start(r->trust);
+    for (int i = 0; r->fields[i]; i += 2)
+        field(r->fields[i], r->fields[i + 1]);
+    expect(r->addr, r->port, r->scheme, r->line);
+}
+
+/* A value too long to be an address is none, and no harm. */
+static void test_long_value(void)
+{
     char big[600];
     memset(big, 'a', sizeof(big));
     memcpy(big, "for=", 4);
     big[sizeof(big) - 1] = '\0';
     start("127.0.0.1");
-    field("Forwarded", big);
-    EXPECT("", "", NONE);
-}
-
-static void test_which_wins(void)
-{
-    /* X-Forwarded-For over Forwarded: nginx and HAProxy write the former
-     * and pass a client's Forwarded through. */
-    start("127.0.0.1");
-    field("Forwarded", "for=6.6.6.6;proto=https");
-    field("X-Forwarded-For", "203.0.113.7");
-    EXPECT("203.0.113.7", "", NONE);
-    start("127.0.0.1");
-    field("X-Forwarded-Proto", "http");
-    field("Forwarded", "for=6.6.6.6;proto=https");
-    EXPECT("", "", HTTP);
-    start("127.0.0.1");
-    field("X-Forwarded-For", "");
-    field("Forwarded", "for=6.6.6.6");
-    EXPECT("", "", NONE);
+    field(FWD, big);
+    expect("", "", NONE, __LINE__);
 }
 
 int main(void)
 {
-    test_xff();
-    test_xfp();
-    test_forwarded();
-    test_forwarded_malformed();
-    test_which_wins();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        run(&rows[i]);
+    test_long_value();
     free(req.hdrs);
     buf_free(&req.arena);
     addrmatch_free(&trusted);
