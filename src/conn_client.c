@@ -111,15 +111,3 @@ void conn_client_forwarded(struct conn *c)
     }
     r->fwd_scheme = res.scheme;
 }
-
-const char *conn_client_addr(const struct conn *c)
-{
-    return c->req.fwd_addr[0] ? c->req.fwd_addr : c->peer_addr;
-}
-
-const char *conn_client_port(const struct conn *c)
-{
-    /* A forwarded address without a port has none: the connection's
-     * would be a proxy's. */
-    return c->req.fwd_addr[0] ? c->req.fwd_port : c->peer_port;
-}

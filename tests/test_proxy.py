@@ -162,6 +162,32 @@ def test_proxy_header_on_an_ipv6_listener(hugd):
     assert who(c)["addr"] == "192.0.2.44"
 
 
+def test_proxy_header_on_a_unix_socket(hugd, workdir):
+    """A Unix-socket peer has no address to list: it may send a header
+    (nginx's stream module to a socket file), unless the list is empty."""
+    path = os.path.join(workdir, "a.sock")  # short: sun_path is 108 bytes
+    srv = hugd.new()
+    srv.unix_path = path
+    srv.start(["-w", "1", "-b", f"unix:{path}", "--proxy-protocol", APP], cwd=APPS, bind=False,
+              workers=1)
+    c = srv.conn()
+    c.send(v1("192.0.2.45", 45) + get(headers={"X-Forwarded-Proto": "https"}, close=True))
+    w = who(c)
+    assert (w["addr"], w["port"], w["scheme"]) == ("192.0.2.45", "45", "http"), w
+    c = srv.conn()
+    c.send(v2(local=True) + get(headers={"X-Forwarded-For": "203.0.113.45"}, close=True))
+    assert who(c)["addr"] == "203.0.113.45"  # the socket's peer is trusted
+    srv.stop()
+    path2 = os.path.join(workdir, "b.sock")
+    srv = hugd.new()
+    srv.unix_path = path2
+    srv.start(["-w", "1", "-b", f"unix:{path2}", "--proxy-protocol", "--proxy-allow-ips", "",
+               APP], cwd=APPS, bind=False, workers=1)
+    c = srv.conn()
+    c.send(v1("192.0.2.45", 45) + get())
+    refused(c)
+
+
 def test_header_split_byte_by_byte(hugd):
     """Each byte in a write of its own: the header is read whole across
     reads, and the request after it is still a request."""

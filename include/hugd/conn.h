@@ -204,8 +204,19 @@ size_t conn_client_carry(const struct conn *c, uint8_t *out);
 /* A request head is complete: believe its forwarded headers when the peer
  * is trusted (forwarded_allow_ips). */
 void conn_client_forwarded(struct conn *c);
-/* REMOTE_ADDR and REMOTE_PORT of the current request ("" for none). */
-const char *conn_client_addr(const struct conn *c);
-const char *conn_client_port(const struct conn *c);
+
+/* REMOTE_ADDR and REMOTE_PORT of the current request ("" for none), as
+ * the above left them: plain data, for wsgi and the access log.  A
+ * forwarded address without a port has none (the connection's would be a
+ * proxy's). */
+static inline const char *conn_client_addr(const struct conn *c)
+{
+    return c->req.fwd_addr[0] ? c->req.fwd_addr : c->peer_addr;
+}
+
+static inline const char *conn_client_port(const struct conn *c)
+{
+    return c->req.fwd_addr[0] ? c->req.fwd_port : c->peer_port;
+}
 
 #endif
