@@ -568,6 +568,12 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
         M.target = inh->target; /* TTIN/TTOU outlive a HUP unless the file changed */
     M.nslots = HUGD_MAX_WORKERS;
     M.upgrade_fd = -1;
+    char err[256];
+    /* Checked when the configuration was read; without memory, the master
+     * leaves every PROXY-prefixed health check to a worker. */
+    if (addrmatch_parse(&M.proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
+                        sizeof(err)) < 0)
+        log_errx("proxy_allow_ips: %s", err);
     if (inh->sb_fd >= 0) {
         M.sb_fd = inh->sb_fd;
         M.sb = scoreboard_attach(inh->sb_fd);

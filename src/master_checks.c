@@ -14,7 +14,12 @@
  * and it leaves nothing behind in the queue.  Bytes of what may still
  * become a health check (a head split across packets) are read into the
  * queued entry, and travel to the worker with the connection if it turns
- * out to be something else. */
+ * out to be something else.
+ *
+ * With proxy_protocol, a check comes after a PROXY header (HAProxy's
+ * check-send-proxy), from a peer allowed to send one: the header is read
+ * and skipped the same way.  A header the worker would refuse (or one
+ * from a peer it would refuse) is the worker's to answer, with its 400. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,7 @@
 #include "hugd/health.h"
 #include "hugd/http.h"
 #include "hugd/log.h"
+#include "hugd/proxy_proto.h"
 #include "master_int.h"
 
 /* A worker that is serving (not starting up, not on its way out). */
@@ -127,10 +133,22 @@ static int look(struct queued *e)
     }
     if (have + (size_t)n == 0)
         return eof ? DONE : WATCH;
-    size_t head;
-    enum health_match m = health_match(buf, have + (size_t)n, M.cfg->health_path, &head);
-    if ((m == HEALTH_GET || m == HEALTH_HEAD) && head == have + (size_t)n &&
-        within_limits(buf, head)) {
+    size_t head, skip = 0, total = have + (size_t)n;
+    enum health_match m = HEALTH_MORE;
+    if (M.cfg->proxy_protocol) {
+        struct proxy_header h;
+        const char *why;
+        enum proxy_verdict v = proxy_parse(buf, total, &h, &why);
+        if (v == PROXY_BAD ||
+            !addrmatch_peer(&M.proxy_allow, (const struct sockaddr *)&e->msg.peer))
+            return DONE;
+        if (v == PROXY_OK)
+            skip = h.len;
+    }
+    if (!M.cfg->proxy_protocol || skip)
+        m = health_match(buf + skip, total - skip, M.cfg->health_path, &head);
+    if ((m == HEALTH_GET || m == HEALTH_HEAD) && skip + head == total &&
+        within_limits(buf + skip, head)) {
         return answer(e, m, (size_t)n) == 0 ? GONE : DONE;
     }
     if (m != HEALTH_MORE || eof)

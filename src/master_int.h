@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hugd/addrmatch.h"
 #include "hugd/channel.h"
 #include "hugd/master.h"
 #include "hugd/pyapp.h"
@@ -42,6 +43,7 @@ struct master {
     int accept_paused;
     struct scoreboard *sb;
     int sb_fd;
+    struct addrmatch proxy_allow; /* cfg->proxy_allow_ips, for the health checks it reads */
     struct wproc *w;
     int nslots;
     /* The slots that have a worker process, ascending: all the balancer
@@ -58,7 +60,7 @@ struct master {
     struct sent_bytes {
         char *p; /* request bytes sent with a connection: its worker may die unread */
         uint32_t len;
-    } *sent_bytes;  /* per descriptor, allocated on first use */
+    } * sent_bytes; /* per descriptor, allocated on first use */
     int stopping;   /* 0 serving, 1 graceful, 2 at once */
     int stop_delay; /* TERM came: serving on for shutdown_delay, the health check failing */
     ev_timer delay_w;

@@ -311,6 +311,57 @@ def test_idle_after_the_header_is_not_408(hugd):
     assert c.read_to_eof() == b""
 
 
+def health_after(conn, header, timeout=5):
+    """A health check behind a PROXY header: (status, seconds)."""
+    t = time.monotonic()
+    conn.send(header + get("/health"))
+    conn.settimeout(timeout)
+    r = conn.read_response()
+    return r.status, time.monotonic() - t
+
+
+def test_health_checks_behind_a_proxy_header(hugd, tmp_path):
+    """HAProxy's check-send-proxy: a check after a PROXY header is answered
+    by a worker, and by the master while the only worker is busy; one
+    without the header, or from a peer not allowed to send one, is not the
+    master's to answer: the worker refuses it once it is free."""
+    srv = start(hugd, "--proxy-protocol", "--health-path", "/health", "--log-level", "debug")
+    c = srv.conn()
+    assert health_after(c, v1("192.0.2.30", 30))[0] == 200
+    busy = srv.conn()
+    mark = tmp_path / "mark"
+    busy.send(v1("192.0.2.31", 31) + get(f"/slow?s=2&mark={mark}"))
+    assert wait_for(mark.exists, 5, interval=0.002)
+    times = []
+    for header in (v1("192.0.2.32", 32), v2(local=True), v2("2001:db8::33", 33)):
+        st, took = health_after(srv.conn(), header)
+        assert st == 200
+        times.append(took)
+    split = srv.conn()
+    header = v2(local=True)
+    split.send(header[:7])
+    time.sleep(0.05)  # the scenario: the header in two packets
+    st, took = health_after(split, header[7:])
+    assert st == 200
+    times.append(took)
+    assert srv.stderr.count("answered a health check with 200 (no worker was free)") == 4, \
+        srv.stderr[-2000:]
+    assert max(times) < 0.5, times
+    t0 = time.monotonic()
+    bare = srv.conn()
+    bare.send(get("/health"))
+    other = conn_from(srv, "127.0.0.2")
+    other.send(v1("192.0.2.34", 34) + get("/health"))
+    for conn in (bare, other):
+        conn.settimeout(10)
+        refused(conn)
+    assert time.monotonic() - t0 > 0.5, "answered before the worker was free"
+    busy.settimeout(10)
+    assert busy.read_response().status == 200
+    print(f"\nhealth checks behind a PROXY header, the worker busy: "
+          f"{', '.join(f'{t * 1000:.1f}' for t in times)} ms")
+
+
 # --- a proxied connection that moves ------------------------------------------------
 
 
