@@ -13,12 +13,17 @@ a failure):
   - one instance SIGKILLed: the only failures are requests that were in
     flight on it, and HAProxy takes it out within a second;
   - the health path answers within 50 ms while every worker of an instance
-    is in a 2 s request, and HAProxy keeps it in.
+    is in a 2 s request, and HAProxy keeps it in;
+  - the client's address reaches the application through HAProxy's
+    send-proxy and send-proxy-v2 (checks too) and through X-Forwarded-For
+    from HAProxy and nginx, and only from them: the same headers sent
+    straight to a host by the client are refused or not believed.
 
 Skipped, with the reason, where namespaces cannot be made (not root, no
 `ip netns`) or a proxy is not installed."""
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -61,11 +66,17 @@ def _config(name, addrs, lb, workdir, server_prefix, subs):
     return text
 
 
-def haproxy_config(addrs, lb, workdir):
-    return _config("haproxy.cfg", addrs, lb, workdir, lambda i: f"server h{i + 1} ", [
+def haproxy_config(addrs, lb, workdir, send_proxy=None):
+    """send_proxy: "send-proxy" or "send-proxy-v2" on every server line,
+    with check-send-proxy, as the shipped file's comment says."""
+    subs = [
         (r"^(\s+bind )0\.0\.0\.0:80$", rf"\g<1>{lb}:{PROXY_PORT}"),
         (r"^(\s+stats socket )/run/haproxy/admin\.sock\b", rf"\g<1>{workdir}/haproxy.sock"),
-    ])
+    ]
+    if send_proxy:
+        subs += [(rf"^(\s+server h{i + 1} {re.escape(a)}:{HUGD_PORT})$",
+                  rf"\g<1> {send_proxy} check-send-proxy") for i, a in enumerate(addrs)]
+    return _config("haproxy.cfg", addrs, lb, workdir, lambda i: f"server h{i + 1} ", subs)
 
 
 def nginx_config(addrs, lb, workdir):
@@ -105,12 +116,13 @@ def test_shipped_configs_are_valid(workdir, kind):
 
 
 class Proxy:
-    def __init__(self, kind, net, workdir):
+    def __init__(self, kind, net, workdir, send_proxy=None):
         self.kind, self.net, self.workdir = kind, net, workdir
         self.cfg = os.path.join(workdir, f"{kind}.conf")
         self.sock = os.path.join(workdir, "haproxy.sock")
         if kind == "haproxy":
-            text = haproxy_config([net.addr(h) for h in HOSTS], net.addr("lb"), workdir)
+            text = haproxy_config([net.addr(h) for h in HOSTS], net.addr("lb"), workdir,
+                                  send_proxy)
             argv = ["haproxy", "-db", "-f", self.cfg]
         else:
             text = nginx_config([net.addr(h) for h in HOSTS], net.addr("lb"), workdir)
@@ -182,8 +194,8 @@ class Fleet:
         except OSError:
             return False
 
-    def start_host(self, h):
-        srv = self.hugd.spawn(["-b", f"{self.net.addr(h)}:{HUGD_PORT}"] + HUGD_ARGS, cwd=APPS,
+    def start_host(self, h, args=HUGD_ARGS):
+        srv = self.hugd.spawn(["-b", f"{self.net.addr(h)}:{HUGD_PORT}"] + args, cwd=APPS,
                               prefix=self.net.prefix(h))
         srv.host, srv.port = self.net.addr(h), HUGD_PORT
         ok = wait_for(lambda: srv.proc.poll() is not None or self.reachable(h, HUGD_PORT), 15)
@@ -192,10 +204,10 @@ class Fleet:
         self.servers[h] = srv
         return srv
 
-    def start(self, kind):
+    def start(self, kind, args=HUGD_ARGS, send_proxy=None):
         for h in HOSTS:
-            self.start_host(h)
-        self.proxy = Proxy(kind, self.net, self.workdir)
+            self.start_host(h, args)
+        self.proxy = Proxy(kind, self.net, self.workdir, send_proxy)
         if kind == "haproxy":
             ok = wait_for(lambda: set(self.proxy.status().values()) == {"UP"}, 15)
             assert ok, (self.proxy.status(), self.proxy.log)
@@ -414,3 +426,52 @@ def test_health_answers_while_every_worker_is_busy(fleet):
     assert max(times) < 0.05, times
     assert seen == {"UP"}, seen
     assert results == [200, 200], results
+
+
+CLIENT_APP_ARGS = ["-w", "2", "--health-path", "/health", "client_app:application"]
+
+
+def _who(fleet, host, port, data):
+    """Send data from the client's namespace to host:port and read one
+    response: (status, the app's JSON or None)."""
+    c = Conn(fleet.connect(host, port, timeout=5))
+    try:
+        c.sock.settimeout(10)
+        c.send(data)
+        r = c.read_response()
+    finally:
+        c.close()
+    return r.status, json.loads(r.body) if r.status == 200 else None
+
+
+@pytest.mark.timeout_s(120)
+@pytest.mark.parametrize("kind,how", [("haproxy", "send-proxy"), ("haproxy", "send-proxy-v2"),
+                                      ("haproxy", "forwarded"), ("nginx", "forwarded")])
+def test_client_address_only_from_allowed_peers(fleet, kind, how):
+    _need(kind)
+    lb, client = fleet.net.addr("lb"), fleet.net.addr("client")
+    if how == "forwarded":
+        trust = ["--forwarded-allow-ips", lb]
+    else:
+        trust = ["--proxy-protocol", "--proxy-allow-ips", lb]
+    # With send-proxy, HAProxy's checks carry a PROXY header too: start()
+    # waits until it sees every host up.
+    fleet.start(kind, trust + CLIENT_APP_ARGS, None if how == "forwarded" else how)
+    spoof = {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.7", "Connection": "close"}
+    hosts = set()
+    for i in range(12):
+        headers = {"Host": "www", **(spoof if i % 2 else {"Connection": "close"})}
+        status, w = _who(fleet, "lb", PROXY_PORT, build_request("GET", "/who", headers))
+        assert status == 200 and w["addr"] == client, (status, w, fleet.proxy.log)
+        hosts |= {h for h, srv in fleet.servers.items() if w["pid"] in srv.children()}
+    # Straight to a host, from the client: its own claims are not believed.
+    direct = build_request("GET", "/who", {"Host": "h1", **spoof})
+    if how == "forwarded":
+        status, w = _who(fleet, "h1", HUGD_PORT, direct)
+        assert status == 200 and (w["addr"], w["xff"]) == (client, "6.6.6.6"), w
+    else:
+        for header in (b"PROXY TCP4 6.6.6.6 10.0.0.1 1 8000\r\n", b""):
+            status, _ = _who(fleet, "h1", HUGD_PORT, header + direct)
+            assert status == 400, (header, status)
+    print(f"\n{kind} ({how}): the client's {client} on {len(hosts)} host(s); "
+          f"its own headers sent straight to a host not believed")
