@@ -13,19 +13,13 @@
 #include "../../src/buf.c"
 #include "../../src/forwarded.c"
 #include "../../src/proxy_proto.c"
+#include "../unit/request_fields.h"
 
 static struct http_request req;
-static struct http_header hdrs[8];
 
 static void add(const char *name, const char *value)
 {
-    struct http_header *h = &hdrs[req.nhdrs++];
-    h->name = (uint32_t)req.arena.len;
-    h->name_len = (uint32_t)strlen(name);
-    buf_append_str(&req.arena, name);
-    h->value = (uint32_t)req.arena.len;
-    h->value_len = (uint32_t)strlen(value);
-    buf_append_str(&req.arena, value);
+    request_add_field(&req, name, value);
 }
 
 static double now(void)
@@ -55,8 +49,6 @@ int main(int argc, char **argv)
     char err[128];
     if (n <= 0 || addrmatch_parse(&m, "127.0.0.1,::1", err, sizeof(err)) < 0)
         return 1;
-    req.hdrs = hdrs;
-    req.hcap = 8;
     add("Host", "example.com");
     add("User-Agent", "curl/7.88.1");
     add("Accept", "*/*");

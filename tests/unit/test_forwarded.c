@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "request_fields.h"
 
 static struct http_request req;
 static struct addrmatch trusted;
@@ -22,17 +23,7 @@ static void start(const char *trust)
 
 static void field(const char *name, const char *value)
 {
-    if (req.nhdrs == req.hcap) {
-        req.hcap = req.hcap ? req.hcap * 2 : 8;
-        req.hdrs = realloc(req.hdrs, (size_t)req.hcap * sizeof(*req.hdrs));
-    }
-    struct http_header *h = &req.hdrs[req.nhdrs++];
-    h->name = (uint32_t)req.arena.len;
-    h->name_len = (uint32_t)strlen(name);
-    buf_append_str(&req.arena, name);
-    h->value = (uint32_t)req.arena.len;
-    h->value_len = (uint32_t)strlen(value);
-    buf_append_str(&req.arena, value);
+    request_add_field(&req, name, value);
 }
 
 /* The address believed ("" for none), its port ("" for none) and scheme. */
@@ -178,8 +169,7 @@ int main(void)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         run(&rows[i]);
     test_long_value();
-    free(req.hdrs);
-    buf_free(&req.arena);
+    request_free_fields(&req);
     addrmatch_free(&trusted);
     return CHECK_DONE();
 }
