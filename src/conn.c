@@ -47,7 +47,8 @@ static void share_if_idle(struct conn *c)
         share_state(c, c->proxy_state == CONN_PROXY_DONE ? SBC_IDLE_PROXIED : SBC_IDLE);
 }
 
-/* Input to parse and run in this loop iteration's batch (conn_run_ready). */
+/* Input waits in the kernel: read, parse and run it after this loop
+ * iteration's callbacks (conn_run_ready), one connection at a time. */
 static void mark_ready(struct conn *c)
 {
     if (c->in_ready)
@@ -171,12 +172,6 @@ void conn_close(struct conn *c)
             pp = &(*pp)->ready_next;
         *pp = c->ready_next;
     }
-    if (c->in_flush) {
-        struct conn **pp = &w->flush;
-        while (*pp != c)
-            pp = &(*pp)->flush_next;
-        *pp = c->flush_next;
-    }
     if (c->resp.result) {
         app_enter(c);
         wsgi_finish(c);
@@ -285,9 +280,9 @@ static int linger_read(struct conn *c)
     }
 }
 
-/* Write what is queued, with no Python and without closing (the mover uses
- * it too).  1: all out; 0: the socket is full; -1: failed (errno; ENODATA:
- * the file being sent shrank). */
+/* Write what is queued, with no Python and without closing.  1: all out;
+ * 0: the socket is full; -1: failed (errno; ENODATA: the file being sent
+ * shrank). */
 static int write_out(struct conn *c)
 {
     struct http_response *rp = &c->resp;
@@ -384,14 +379,6 @@ static int flush_blocking(struct conn *c)
     return 0;
 }
 
-int conn_move_write(struct conn *c)
-{
-    int r = write_out(c);
-    if (r < 0)
-        c->move_error = 1;
-    return r;
-}
-
 static void access_log(struct conn *c)
 {
     if (!log_access_enabled())
@@ -445,15 +432,6 @@ static int finish_response(struct conn *c)
  * connection was closed, 0 otherwise. */
 static int continue_response(struct conn *c)
 {
-    if (c->w->batching && c->resp.finished) {
-        /* Written after the whole batch has run (conn_run_ready). */
-        if (!c->in_flush) {
-            c->in_flush = 1;
-            c->flush_next = c->w->flush;
-            c->w->flush = c;
-        }
-        return 0;
-    }
     for (;;) {
         int r = flush(c);
         if (r < 0)
@@ -584,6 +562,10 @@ static int process(struct conn *c)
     return 0;
 }
 
+/* Read what the client sent and run it.  Only here, right before the
+ * request runs, do its bytes leave the kernel: a connection waiting its
+ * turn keeps them there, where the master's copy of the descriptor still
+ * reaches them if this worker dies, and where the mover can see them. */
 static void read_some(struct conn *c)
 {
     for (;;) {
@@ -603,55 +585,38 @@ static void read_some(struct conn *c)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN) {
-                share_if_idle(c);
+            if (errno != EAGAIN) {
+                log_debug("read from %s: %s", c->peer_addr, strerror(errno));
+                conn_close(c);
                 return;
             }
-            log_debug("read from %s: %s", c->peer_addr, strerror(errno));
-            conn_close(c);
-            return;
-        }
-        if (n == 0) {
+            n = 0;
+        } else if (n == 0) {
             /* The client is done.  Mid-request, nothing can be answered. */
             c->peer_eof = 1;
             conn_close(c);
             return;
         }
         c->in.len += (size_t)n;
-        if ((size_t)n < room) {
-            /* Drained.  Parsing and the application wait until every ready
-             * socket has been read (conn_run_ready): the loop then runs the
-             * kernel's work together and Python's together, which keeps
-             * each in cache. */
-            mark_ready(c);
+        /* Bytes moved here with the connection are run even when the
+         * socket had nothing more. */
+        if (process(c) < 0)
+            return;
+        if ((size_t)n < room || c->state != CONN_READING) {
+            share_if_idle(c);
             return;
         }
-        if (process(c) < 0 || c->state != CONN_READING)
-            return;
     }
 }
 
 void conn_run_ready(struct worker *w)
 {
-    w->batching = 1;
     while (w->ready) {
         struct conn *c = w->ready;
         w->ready = c->ready_next;
         c->in_ready = 0;
         if (c->state == CONN_READING && !c->given_away)
-            process(c);
-    }
-    w->batching = 0;
-    while (w->flush) {
-        struct conn *c = w->flush;
-        w->flush = c->flush_next;
-        c->in_flush = 0;
-        if (c->given_away)
-            continue; /* the mover wrote it out and moved it: conn_sweep */
-        /* Pipelined requests already read go on; new input is the read
-         * watcher's, next iteration. */
-        if (continue_response(c) == 0 && c->state == CONN_READING)
-            process(c);
+            read_some(c);
     }
     if (atomic_load(&w->slot->state) == SB_QUEUED)
         atomic_store(&w->slot->state, SB_IDLE);
@@ -670,14 +635,12 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
     if (c->state == CONN_RESPONDING && (revents & EV_WRITE)) {
         if (continue_response(c) < 0)
             return;
-        if (c->state == CONN_READING && process(c) < 0)
-            return;
         if (c->state == CONN_READING)
-            read_some(c);
+            mark_ready(c); /* pipelined bytes, or new input: its turn comes */
         return;
     }
     if (c->state == CONN_READING && (revents & EV_READ))
-        read_some(c);
+        mark_ready(c);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -702,16 +665,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 enum conn_move conn_move_plan(const struct conn *c)
 {
-    if (c->given_away || c->move_error)
+    if (c->given_away)
         return MOVE_STAY;
-    if (c->state == CONN_RESPONDING && c->in_flush) {
-        const struct http_response *rp = &c->resp;
-        if (buf_pending(&c->out) || rp->file_left ||
-            (rp->pending && rp->pending_off < (size_t)PyBytes_GET_SIZE((PyObject *)rp->pending)))
-            return MOVE_WRITE;
-        if (!c->keepalive)
-            return MOVE_STAY; /* it closes once the worker is back */
-    } else if (c->state != CONN_READING || c->req.head_done) {
+    if (c->state != CONN_READING || c->req.head_done) {
         /* A body arriving, a response to a slow reader or from a generator,
          * a closing connection: only this worker can go on with them. */
         return MOVE_STAY;
@@ -727,14 +683,8 @@ void conn_sweep(struct worker *w)
 {
     for (struct conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->given_away)
-            continue;
-        if (c->state == CONN_RESPONDING) {
-            /* The mover wrote its response out before moving it. */
-            buf_clear(&c->out);
-            account_response(c);
-        }
-        conn_close(c);
+        if (c->given_away)
+            conn_close(c);
     }
 }
 

@@ -134,8 +134,8 @@ void master_dispatch_to(int i)
      * is rarely still free by the time the master looks (a keep-alive
      * client of its own has sent again), and a connection queued for a
      * worker that stays free could wait for as long as the slowest request
-     * runs.  The one that asked gets the oldest: it serves it after its
-     * current batch, a few milliseconds at most. */
+     * runs.  The one that asked gets the oldest: it serves it after the
+     * requests already waiting in it, a few milliseconds at most. */
     if (!M.qlen || M.handover || M.stopping || M.w[i].pid <= 0 ||
         !atomic_load(&M.sb->slot[i].accepting))
         return;

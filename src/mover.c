@@ -174,14 +174,6 @@ static int plan(struct worker *w, struct watchlist *wl)
         enum conn_move m = conn_move_plan(c);
         if (m == MOVE_ON_INPUT && c->move_input)
             m = MOVE_NOW;
-        if (m == MOVE_WRITE) {
-            int r = conn_move_write(c);
-            if (r == 0 && watch_add(wl, c->fd, POLLOUT, c) < 0)
-                retry = 1;
-            if (r <= 0)
-                continue;
-            m = conn_move_plan(c); /* written out: idle now, or pipelined input */
-        }
         if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&w->sb->stopping))
             continue; /* a stopping master could only close it: it waits for us */
         if (m == MOVE_NOW) {
@@ -226,8 +218,6 @@ static void watch(struct worker *w)
             struct conn *c = wl.who[i];
             if (!c) {
                 return_channel(w);
-            } else if (wl.pfd[i].events & POLLOUT) {
-                again = 1; /* more of a finished response can go out */
             } else {
                 /* The client sent: it has a request to run now.  plan()
                  * moves it, or waits a little if nobody could take it. */

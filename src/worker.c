@@ -222,8 +222,8 @@ void worker_enter_app(struct worker *w, struct conn *c, const char *method, cons
 void worker_leave_app(struct worker *w)
 {
     mover_leave(&w->mover);
-    /* Still queued work in this batch: not free yet. */
-    int st = w->draining ? SB_DRAINING : (w->ready || w->flush) ? SB_QUEUED : SB_IDLE;
+    /* Other connections have input waiting: not free yet. */
+    int st = w->draining ? SB_DRAINING : w->ready ? SB_QUEUED : SB_IDLE;
     atomic_store(&w->slot->state, st);
     atomic_store(&w->slot->busy_since_ms, 0);
     /* The call may have been long: deadlines set from here on (keep-alive

@@ -48,16 +48,20 @@ def have_ipv6_loopback():
         return False
 
 
-def pid_alive(pid):
-    """True if pid exists and is not a zombie."""
+def proc_state(pid):
+    """The state letter of pid in /proc (R, S, T, Z ...), None if gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
     except (FileNotFoundError, ProcessLookupError):
-        return False
+        return None
     # state is the field after the ")" closing the comm
-    state = data.rsplit(")", 1)[1].split()[0]
-    return state != "Z"
+    return data.rsplit(")", 1)[1].split()[0]
+
+
+def pid_alive(pid):
+    """True if pid exists and is not a zombie."""
+    return proc_state(pid) not in (None, "Z")
 
 
 def live_processes():

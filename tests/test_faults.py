@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hugdtest import APPS, wait_for, waiting_in_its_loop
+from hugdtest import APPS, proc_state, wait_for, waiting_in_its_loop
 from loadgen import LoadGen
 
 TARGET = "supervised_app:application"
@@ -50,6 +50,44 @@ def test_idle_connections_outlive_their_worker(hugd):
             assert answer(c) != victim
         moved = sum(1 for c in conns if owner[c] == victim)
         assert f"{moved} idle one(s) went to other workers" in srv.stderr, srv.stderr[-2000:]
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_requests_waiting_their_turn_outlive_their_worker(hugd):
+    """Requests that arrive together on three keep-alive connections of
+    one worker (it is stopped while they are sent): it runs one, the others
+    wait their turn.  Killed during the first, it costs only that one: the
+    others are answered by its replacement.  (A worker reads a request
+    only when it is about to run it; the mover is told to wait 10 s before
+    moving one, so that they stay on this worker until it dies.)"""
+    srv = hugd.start(["-w", "1", "--rebalance-busy-after", "10", TARGET], cwd=APPS, workers=1)
+    conns = [srv.conn() for _ in range(3)]
+    try:
+        for c in conns:
+            c.send(req("/pid"))
+            answer(c)
+        (worker,) = srv.children()
+        assert wait_for(lambda: waiting_in_its_loop(worker), 5, interval=0.005)
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            assert wait_for(lambda: proc_state(worker) == "T", 5, interval=0.001)
+            for c in conns:
+                c.send(req("/sleep?s=2"))
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert wait_for(lambda: f"sleeping 2.0 s in {worker}" in srv.stderr, 5), srv.stderr[-2000:]
+        os.kill(worker, signal.SIGKILL)
+        ended = []
+        for c in conns:
+            c.settimeout(10)
+            try:
+                r = c.read_response()
+                ended.append(r.status)
+            except (ConnectionError, EOFError, OSError) as e:
+                ended.append(type(e).__name__)
+        assert sorted(map(str, ended)).count("200") == 2, ended
     finally:
         for c in conns:
             c.close()

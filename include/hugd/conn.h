@@ -134,10 +134,8 @@ struct conn {
     struct proxy_header proxy; /* CONN_PROXY_DONE: what it said */
     uint64_t requests;
     struct conn *prev, *next; /* the worker's list, for draining */
-    struct conn *ready_next;  /* input read this loop iteration, not yet parsed */
+    struct conn *ready_next;  /* input waiting, to be read and run this loop iteration */
     int in_ready;
-    struct conn *flush_next; /* response produced, not yet written */
-    int in_flush;
     /* Where the bytes of a request head not yet complete begin in `in`:
      * they are kept raw, so that the connection can move to another worker
      * with them, to be parsed again there. */
@@ -146,7 +144,6 @@ struct conn {
      * connection to the master; the main thread then only lets go of its
      * copy (conn_sweep). */
     int given_away;
-    int move_error; /* the mover's write failed: left to the main thread */
     int move_input; /* the mover saw input arrive (mover-owned) */
 };
 
@@ -169,12 +166,8 @@ enum conn_move {
     MOVE_STAY,     /* nothing to run, or state only this worker can finish */
     MOVE_NOW,      /* has a request to run (or part of one): give it away */
     MOVE_ON_INPUT, /* idle between requests: give it away once the client sends */
-    MOVE_WRITE,    /* a finished response waits to be written */
 };
 enum conn_move conn_move_plan(const struct conn *c);
-/* Write what is produced of a finished response.  1: all out; 0: the
- * socket is full; -1: it failed (the main thread closes it later). */
-int conn_move_write(struct conn *c);
 /* Give it back to the master with the bytes not yet run.  0, or -1 (the
  * channel is full: it stays). */
 int conn_give_away(struct conn *c);

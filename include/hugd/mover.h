@@ -2,9 +2,9 @@
  *
  * A worker runs one request at a time.  While it is inside the application
  * for one connection, its other connections cannot be served by it: a
- * keep-alive client that sends its next request, a request read in the same
- * batch but not started, a connection the master sent just before the
- * worker went busy.  Each of them goes back to the master, which hands it to
+ * keep-alive client that sends its next request, a connection whose input
+ * came in the same loop iteration and waits its turn, a connection the
+ * master sent just before the worker went busy.  Each of them goes back to the master, which hands it to
  * a free worker, as soon as it has a request to run.
  *
  * The mover is a thread of the worker.  It never runs Python and never
@@ -23,12 +23,12 @@
  * to run stays where it is.
  *
  * What moves, and what stays (conn_move_plan decides):
- *   - an idle keep-alive connection: moves when the client sends;
- *   - a request read but not started, pipelined requests, a request head
- *     half sent: move at once, with the bytes already read (the next worker
- *     parses them again from the start);
- *   - a response finished in the same batch: written out by the mover
- *     (its bytes only; nothing of Python), then treated as idle;
+ *   - an idle keep-alive connection, or one waiting its turn (its input
+ *     is still in the kernel: a worker reads a request only to run it):
+ *     moves when the client has sent;
+ *   - pipelined requests, a request head half sent, a request moved here
+ *     with its bytes: move at once, with the bytes already read (the next
+ *     worker parses them again from the start);
  *   - a request whose body is arriving, a response being written to a slow
  *     reader or produced by a generator, a closing connection: stay, and
  *     go on once the application returns (they hold state only this worker

@@ -27,9 +27,7 @@ struct worker {
     ev_prepare prepare_w;
     ev_timer drain_w;
     struct conn *conns; /* every open connection */
-    struct conn *ready; /* connections with fresh input (conn_run_ready) */
-    struct conn *flush; /* responses to write once the batch has run */
-    int batching;
+    struct conn *ready; /* connections with input waiting (conn_run_ready) */
     ev_check check_w;
     int nconns;
     int draining;
