@@ -4,8 +4,9 @@
  * for one connection, its other connections cannot be served by it: a
  * keep-alive client that sends its next request, a connection whose input
  * came in the same loop iteration and waits its turn, a connection the
- * master sent just before the worker went busy.  Each of them goes back to the master, which hands it to
- * a free worker, as soon as it has a request to run.
+ * master sent just before the worker went busy.  Each of them goes back
+ * to the master, which hands it to a free worker, as soon as it has a
+ * request to run.
  *
  * The mover is a thread of the worker.  It never runs Python and never
  * sends a signal.  Who may touch the worker's connections is one atomic
