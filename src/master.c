@@ -181,6 +181,10 @@ void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
     }
     if (M.qlen == 0 && hand_over(fd, msg, data) == 0)
         return;
+    if (workers_all_full()) {
+        shed_held(fd); /* it would wait until a worker closes one of its own */
+        return;
+    }
     if (M.qlen == M.qcap) {
         /* Only a hand-back can find the queue full (accepting pauses when
          * it fills); there is nowhere to keep it. */
@@ -206,8 +210,14 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
                 return;
             if (errno == ECONNABORTED || errno == EPROTO)
                 continue;
-            /* EMFILE and friends: back off instead of spinning on a
-             * readable socket we cannot accept from. */
+            /* Our descriptor limit: answer the connection with 503 from
+             * the reserve (master_shed.c) rather than leave it waiting. */
+            if ((errno == EMFILE || errno == ENFILE) && shed_accept(io->fd) == 0)
+                continue;
+            if (errno == EAGAIN)
+                return;
+            /* Anything else: back off instead of spinning on a readable
+             * socket we cannot accept from. */
             log_err(errno, "accept4");
             pause_accepting(1);
             M.accept_paused = 2;
@@ -261,6 +271,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     int64_t now = monotonic_ms();
+    shed_tick(now);
     if (M.stopping || M.handover) {
         if (M.stopping == 1 && !M.workers_told && (M.qlen == 0 || workers_alive() == 0))
             workers_tell(SIGTERM);
@@ -593,6 +604,7 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
         log_crit(0, "cannot create the event loop");
         return HUGD_EX_OSERR;
     }
+    shed_init();
     for (int i = 0; i < nls; i++) {
         ev_io_init(&M.accept_w[i], on_accept, ls[i].fd, EV_READ);
         ev_io_start(M.loop, &M.accept_w[i]);

@@ -100,6 +100,13 @@ void master_stop_deadline(double seconds);
 
 /* master_conns.c: the connections the master holds (see there) */
 int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */
+
+/* master_shed.c: connections nobody has a descriptor for get 503. */
+void shed_init(void);           /* take the reserve descriptor */
+int shed_accept(int lfd);       /* at our limit: accept one and answer it; -1 (errno) if none */
+void shed_held(int fd);         /* one we hold, that no worker can take: answer it */
+void shed_tick(int64_t now_ms); /* the count of what was shed, once per interval */
+int workers_all_full(void);     /* every live worker is at its descriptor limit */
 void conns_sending(int fd, int slot, const char *data, uint32_t len);
 void conns_unsent(int fd);
 void conns_close(int fd);

@@ -24,6 +24,20 @@ int workers_alive(void)
     return n;
 }
 
+int workers_all_full(void)
+{
+    int full = 0;
+    for (int k = 0; k < M.nlive; k++) {
+        const struct sb_slot *s = &M.sb->slot[M.live[k]];
+        if (!atomic_load(&s->accepting))
+            continue;
+        if (!atomic_load(&s->full))
+            return 0;
+        full++;
+    }
+    return full > 0;
+}
+
 /* Workers of the current generation that are not on their way out. */
 static int serving_count(void)
 {

@@ -94,7 +94,17 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
             m.type = CHAN_BACK;
             if (channel_send(w->channel, &m, data) < 0)
                 log_err(errno, "giving back a connection we could not take");
-            log_errx("a connection arrived without its descriptor (descriptor limit?); given back");
+            /* Not free until one of ours closes (worker_conn_closed) or
+             * the master lets us try again; said once in a while, not
+             * once per connection. */
+            atomic_store(&w->slot->full, 1);
+            int64_t now = monotonic_ms();
+            if (now - w->full_logged_ms >= 10000) {
+                w->full_logged_ms = now;
+                log_errx("at the descriptor limit with %d connection(s): taking no new one "
+                         "until descriptors are free",
+                         w->nconns);
+            }
         } else if (m.type == CHAN_CONN) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
@@ -269,6 +279,8 @@ void worker_flush_closed(struct worker *w)
 void worker_conn_closed(struct worker *w, uint32_t id, int released)
 {
     atomic_fetch_add(&w->slot->closed, 1);
+    if (atomic_load(&w->slot->full))
+        atomic_store(&w->slot->full, 0);
     if (released) {
         if (w->nclosed == w->capclosed)
             worker_flush_closed(w);

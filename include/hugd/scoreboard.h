@@ -28,6 +28,10 @@ struct sb_slot {
     _Atomic uint64_t requests;     /* requests answered */
     _Atomic int64_t busy_since_ms; /* CLOCK_MONOTONIC ms when it entered the app */
     char request[120];             /* "GET /path" being served, for the timeout log */
+    /* A connection came without its descriptor (the worker's limit): it
+     * takes no new one until one of its own closes (the master clears it
+     * on its tick too, for another try). */
+    _Atomic int full;
 
     /* master-written */
     _Atomic uint64_t sent; /* connections handed to this worker */

@@ -31,8 +31,9 @@ struct worker {
     ev_check check_w;
     int nconns;
     int draining;
-    int told_free;         /* a "free" wake-up was sent and nothing changed since */
-    uint64_t max_requests; /* this worker's own limit, jitter included; 0 = none */
+    int told_free;          /* a "free" wake-up was sent and nothing changed since */
+    int64_t full_logged_ms; /* when the descriptor limit was last logged */
+    uint64_t max_requests;  /* this worker's own limit, jitter included; 0 = none */
     int retire_asked;
     void *py_thread;        /* PyThreadState* while the loop waits in poll */
     int epoll_fd;           /* libev's, when it could be found (conn_close); else -1 */

@@ -6,6 +6,8 @@ which code answered.  The reload tests copy this file and rewrite VERSION.
   /pid          answer at once
   /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
   /crash        kill the worker (SIGABRT) in the middle of the request
+  /fill_fds     open /dev/null until the worker's descriptor limit, keep them
+  /free_fds     close them again
 
 IMPORT_DELAY > 0 (the reload tests rewrite it like VERSION): importing the
 module says so on stderr, then takes that many seconds.
@@ -28,9 +30,25 @@ def sleep(seconds):
     time.sleep(seconds)
 
 
+HELD = []
+
+
+def fill_fds():
+    try:
+        while True:
+            HELD.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+
+
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
-    if path == "/sleep":
+    if path == "/fill_fds":
+        fill_fds()
+    elif path == "/free_fds":
+        while HELD:
+            os.close(HELD.pop())
+    elif path == "/sleep":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         sleep(float(qs.get("s", ["1"])[0]))
     elif path == "/crash":
