@@ -33,6 +33,12 @@ struct sb_slot {
     _Atomic uint64_t sent; /* connections handed to this worker */
     _Atomic int accepting; /* the master may hand it connections */
     int64_t spawned_ms;
+
+    /* worker-written, after the master's fields so that a board made by
+     * an older binary (an upgrade) reads 0 here: the worker holds more
+     * response bytes for slow readers than max_pending_output allows, and
+     * takes no new connection until they drain. */
+    _Atomic int output_full;
 } __attribute__((aligned(64)));
 
 /* The master keeps its own descriptor of every connection it hands out, so
