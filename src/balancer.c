@@ -3,7 +3,8 @@
 
 int balancer_is_free(const struct sb_slot *s)
 {
-    if (!atomic_load(&s->accepting) || atomic_load(&s->state) != SB_IDLE || atomic_load(&s->full))
+    if (!atomic_load(&s->accepting) || atomic_load(&s->state) != SB_IDLE || atomic_load(&s->full) ||
+        atomic_load(&s->output_full))
         return 0;
     return atomic_load(&s->sent) == atomic_load(&s->received);
 }

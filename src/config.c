@@ -88,6 +88,10 @@ const struct setting config_table[] = {
      "SECONDS", "close idle keep-alive connections after this; 0 = no keep-alive"},
     {"http", "header_timeout", "header-timeout", 0, T_SECONDS, OFF(header_timeout), 0, MAX_SECONDS,
      "30", "SECONDS", "time a client has to send a request head; 0 = no limit"},
+    {"http", "write_timeout", "write-timeout", 0, T_SECONDS, OFF(write_timeout), 0, MAX_SECONDS,
+     "10", "SECONDS",
+     "close a connection whose client takes nothing of its response this long; "
+     "0 = no limit"},
     {"http", "limit_request_line", "limit-request-line", 0, T_INT, OFF(limit_request_line), 1,
      1048576, "8190", "BYTES", "longest request line (method, target, version)"},
     {"http", "limit_request_fields", "limit-request-fields", 0, T_INT, OFF(limit_request_fields), 1,
@@ -98,6 +102,10 @@ const struct setting config_table[] = {
      "SIZE", "larger request bodies get 413; 0 = no limit"},
     {"http", "body_buffer_size", "body-buffer-size", 0, T_SIZE, OFF(body_buffer_size), 0, 1LL << 30,
      "1M", "SIZE", "body bytes kept in memory; the rest goes to a temp file"},
+    {"http", "max_pending_output", "max-pending-output", 0, T_SIZE, OFF(max_pending_output), 0,
+     LLONG_MAX, "64M", "SIZE",
+     "response bytes one worker holds for clients slow to read them; past it the worker takes "
+     "no new connection; 0 = no limit"},
     {"proxy", "proxy_protocol", "proxy-protocol", 0, T_BOOL, OFF(proxy_protocol), NORANGE, "no",
      NULL,
      "every connection starts with a PROXY protocol header (v1 or v2) naming the client; "

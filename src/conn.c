@@ -23,6 +23,10 @@
 
 #define READ_CHUNK 16384
 #define LINGER_SECONDS 2.0
+/* An output buffer bigger than this is freed once its response is out, so
+ * that an idle keep-alive connection does not keep a large response's
+ * memory. */
+#define OUT_KEEP (64 << 10)
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents);
@@ -79,6 +83,21 @@ static void app_enter(struct conn *c)
     c->resp.now = ev_now(c->w->loop);
     worker_enter_app(c->w, c, llhttp_method_name((llhttp_method_t)r->method), r->arena.p + r->url,
                      r->url_len);
+}
+
+/* Recount the response bytes c holds in memory (written or not: they are
+ * held until the whole buffer or bytes object is out) into its worker's
+ * total, for max_pending_output.  Called where writing ends, so that it
+ * costs two compares per write. */
+static void count_output(struct conn *c)
+{
+    size_t held = c->out.len;
+    if (c->resp.pending)
+        held += (size_t)PyBytes_GET_SIZE((PyObject *)c->resp.pending);
+    if (held != c->out_held) {
+        worker_count_output(c->w, c->out_held, held);
+        c->out_held = held;
+    }
 }
 
 static void set_deadline(struct conn *c, double seconds)
@@ -178,6 +197,7 @@ void conn_close(struct conn *c)
         worker_leave_app(w);
     }
     wsgi_drop_pending(c);
+    worker_count_output(w, c->out_held, 0);
     ev_io_stop(w->loop, &c->io);
     ev_timer_stop(w->loop, &c->timer);
     if (!c->given_away) {
@@ -352,6 +372,7 @@ static int flush(struct conn *c)
         close(rp->file_fd);
         rp->file_fd = -1;
     }
+    count_output(c);
     return r;
 }
 
@@ -360,23 +381,31 @@ static int flush(struct conn *c)
  * it is closed later, not under the application). */
 static int flush_blocking(struct conn *c)
 {
-    double limit = c->w->cfg->header_timeout;
+    double limit = c->w->cfg->write_timeout;
+    int rc = 0;
     for (;;) {
         int r = write_out(c);
-        if (r < 0)
-            return -1;
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
         if (r == 1)
             break;
         struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
         int pr = poll(&pfd, 1, limit > 0 ? (int)(limit * 1000) : -1);
         if (pr < 0 && errno == EINTR)
             continue; /* a signal to the worker is no reason to give up */
-        if (pr <= 0)
-            return -1;
+        if (pr <= 0) {
+            if (pr == 0)
+                log_debug("write to %s timed out (write_timeout)", c->peer_addr);
+            rc = -1;
+            break;
+        }
     }
-    if (c->resp.pending)
+    if (rc == 0 && c->resp.pending)
         wsgi_drop_pending(c); /* all out */
-    return 0;
+    count_output(c);
+    return rc;
 }
 
 static void access_log(struct conn *c)
@@ -415,6 +444,8 @@ static int finish_response(struct conn *c)
 {
     account_response(c);
     buf_clear(&c->resp.head);
+    if (c->out.cap > OUT_KEEP)
+        buf_free(&c->out);
     if (!c->keepalive)
         return start_closing(c);
     http_next(c);
@@ -437,8 +468,10 @@ static int continue_response(struct conn *c)
         if (r < 0)
             return -1;
         if (r == 0) {
+            /* Pushed back at each write that gets somewhere: a client that
+             * reads slowly is served, one that stops reading is not kept. */
             want(c, EV_WRITE);
-            set_deadline(c, c->w->cfg->header_timeout);
+            set_deadline(c, c->w->cfg->write_timeout);
             return 0;
         }
         if (c->resp.finished)
@@ -660,6 +693,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         answer_error(c, 408);
         return;
     }
+    if (c->state == CONN_RESPONDING)
+        log_debug("write to %s timed out (write_timeout); closing", c->peer_addr);
     conn_close(c);
 }
 

@@ -67,6 +67,7 @@ void scoreboard_reset_slot(struct sb_slot *s)
     atomic_store(&s->accepting, 0);
     s->request[0] = '\0';
     s->spawned_ms = 0;
+    atomic_store(&s->output_full, 0);
 }
 
 int64_t monotonic_ms(void)

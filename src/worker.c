@@ -253,6 +253,36 @@ void worker_request_done(struct worker *w)
     }
 }
 
+/* How often the "holding too much output" warning may repeat. */
+#define OUTPUT_WARN_MS 60000
+
+void worker_count_output(struct worker *w, size_t was, size_t now)
+{
+    w->output_held = w->output_held - was + now;
+    long long cap = w->cfg->max_pending_output;
+    int full = cap > 0 && w->output_held > (unsigned long long)cap;
+    if (full == w->output_full)
+        return;
+    /* Refusing new connections, not dropping old ones: a client that does
+     * read, however slowly, loses nothing; those that never read go at
+     * write_timeout, and the master holds new connections meanwhile (or
+     * gives them to a worker that has room). */
+    w->output_full = full;
+    atomic_store(&w->slot->output_full, full);
+    if (!full) {
+        w->told_free = 0; /* free again: on_prepare says so if work waits */
+        return;
+    }
+    int64_t t = monotonic_ms();
+    if (!w->output_warned_ms || t - w->output_warned_ms >= OUTPUT_WARN_MS) {
+        w->output_warned_ms = t;
+        log_warnx("%zu bytes of responses wait for clients slow to read them "
+                  "(max_pending_output %lld): taking no new connection until they drain; "
+                  "lower write_timeout or raise max_pending_output",
+                  w->output_held, cap);
+    }
+}
+
 /* Ids per CHAN_CLOSED message: small enough that one fits in the channel's
  * buffer while the master reads. */
 #define CLOSED_PER_MSG 1024

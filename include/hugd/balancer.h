@@ -2,7 +2,9 @@
  * scoreboard, so it is tested without processes.
  *
  * A worker is free when the master may use it, it is not inside the
- * application, and every connection handed to it has been picked up.  Free
+ * application, it holds no more response bytes for slow readers than
+ * max_pending_output, and every connection handed to it has been picked
+ * up.  Free
  * workers win; among them the one owning the fewest connections; ties go to
  * the first at or after slot `start` (the caller rotates it so that equal
  * workers share the load).  -1 means nobody is free: the caller queues the

@@ -54,11 +54,14 @@ struct hugd_config {
     /* [http] */
     double keepalive;      /* idle keep-alive timeout, seconds; 0 disables keep-alive */
     double header_timeout; /* seconds a client has to send a whole request head */
+    double write_timeout;  /* seconds a response may wait for a client that reads nothing */
     int limit_request_line;
     int limit_request_fields;
     int limit_request_field_size;
-    long long max_body_size;    /* bytes; larger bodies get 413; 0 = no limit */
-    long long body_buffer_size; /* body bytes held in memory; the rest goes to a temp file */
+    long long max_body_size;      /* bytes; larger bodies get 413; 0 = no limit */
+    long long body_buffer_size;   /* body bytes held in memory; the rest goes to a temp file */
+    long long max_pending_output; /* response bytes a worker holds for slow readers before it
+                                     takes no new connection; 0 = no limit */
 
     /* [proxy] */
     int proxy_protocol;        /* every connection starts with a PROXY v1 or v2 header */

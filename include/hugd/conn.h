@@ -123,6 +123,7 @@ struct conn {
     struct http_request req;
     struct http_response resp;
     struct buf out;               /* bytes waiting to be written */
+    size_t out_held;              /* out's bytes and the pending bytes object, as counted */
     int keepalive;                /* keep the connection after this response */
     int peer_eof;                 /* the client closed its side */
     struct sockaddr_storage peer; /* as accept4 gave it, for a hand-back */

@@ -28,15 +28,21 @@ struct sb_slot {
     _Atomic uint64_t requests;     /* requests answered */
     _Atomic int64_t busy_since_ms; /* CLOCK_MONOTONIC ms when it entered the app */
     char request[120];             /* "GET /path" being served, for the timeout log */
-    /* A connection came without its descriptor (the worker's limit): it
-     * takes no new one until one of its own closes (the master clears it
-     * on its tick too, for another try). */
-    _Atomic int full;
 
     /* master-written */
     _Atomic uint64_t sent; /* connections handed to this worker */
     _Atomic int accepting; /* the master may hand it connections */
     int64_t spawned_ms;
+
+    /* worker-written, after the master's fields so that a board made by
+     * an older binary (an upgrade) reads 0 here: the worker holds more
+     * response bytes for slow readers than max_pending_output allows, and
+     * takes no new connection until they drain. */
+    _Atomic int output_full;
+    /* Also after them: a connection came without its descriptor (the
+     * worker's limit), and it takes no new one until one of its own
+     * closes (the master clears it on its tick too, for another try). */
+    _Atomic int full;
 } __attribute__((aligned(64)));
 
 /* The master keeps its own descriptor of every connection it hands out, so

@@ -39,6 +39,9 @@ struct worker {
     int epoll_fd;           /* libev's, when it could be found (conn_close); else -1 */
     uint32_t *closed_ids;   /* connections done with, not yet told (CHAN_CLOSED): */
     int nclosed, capclosed; /* grows while the master is behind, so none is forgotten */
+    size_t output_held;     /* response bytes its connections hold (worker_count_output) */
+    int output_full;        /* past max_pending_output: the scoreboard says so */
+    int64_t output_warned_ms;
     struct mover mover;
     struct addrmatch proxy_allow;     /* cfg->proxy_allow_ips, parsed */
     struct addrmatch forwarded_allow; /* cfg->forwarded_allow_ips, parsed */
@@ -57,5 +60,9 @@ void worker_conn_closed(struct worker *w, uint32_t id, int released);
 /* Tell the master which connections we are done with. */
 void worker_flush_closed(struct worker *w);
 void worker_request_done(struct worker *w);
+/* A connection's response bytes held in memory went from `was` to `now`:
+ * past max_pending_output the worker takes no new connection until slow
+ * readers have taken enough of them. */
+void worker_count_output(struct worker *w, size_t was, size_t now);
 
 #endif

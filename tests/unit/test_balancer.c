@@ -127,6 +127,11 @@ int main(void)
     CHECK_INT(balancer_is_free(&sb->slot[0]), 1);
     worker(sb, 0, SB_BUSY, 1, 1, 0);
     CHECK_INT(balancer_is_free(&sb->slot[0]), 0);
+    /* Idle, but holding too much output for slow readers. */
+    worker(sb, 0, SB_IDLE, 1, 1, 0);
+    atomic_store(&sb->slot[0].output_full, 1);
+    CHECK_INT(balancer_is_free(&sb->slot[0]), 0);
+    atomic_store(&sb->slot[0].output_full, 0);
 
     free(sb);
     live_slots();
