@@ -356,9 +356,12 @@ def test_usr2_upgrade_under_load(hugd, workdir):
     old_workers = set(srv.children())
     assert wait_for(lambda: read_pidfile(pidfile) == old, 5), read_pidfile(pidfile)
     lg = LoadGen(srv.host, srv.port, threads=THREADS, deadline=35).start()
+    nc = LoadGen(srv.host, srv.port, threads=THREADS, keepalive=False, deadline=35).start()
     new = None
     try:
         wait_load(lg, 100)
+        wait_load(nc, 50)
+        t_usr2 = time.monotonic()
         srv.signal(signal.SIGUSR2)
         assert wait_for(lambda: read_pidfile(pidfile) not in (None, old), 10), \
             (read_pidfile(pidfile), srv.stderr[-3000:])
@@ -375,8 +378,14 @@ def test_usr2_upgrade_under_load(hugd, workdir):
         time.sleep(1.0)
     finally:
         lg.stop()
-    rep = lg.report()
-    assert lg.failures == 0, rep + "\n" + srv.stderr[-3000:]
+        nc.stop()
+    rep = lg.report() + "\n" + nc.report()
+    # How long a new connection waits while the upgrade runs.
+    during = sorted(r.latency for r in nc.snapshot() if r.ok and t_usr2 <= r.t <= t_new)
+    if during:
+        print(f"\n{rep}\nnew connections during the upgrade ({len(during)}): "
+              f"p99 {during[int(len(during) * 0.99)] * 1000:.1f} ms, max {during[-1] * 1000:.1f} ms")
+    assert lg.failures == 0 and nc.failures == 0, rep + "\n" + srv.stderr[-3000:]
     # the new master's workers serve; the pid file (still) names it
     assert lg.pids(since=t_new) and lg.pids(since=t_new) <= set(children_of(new)), \
         (rep, children_of(new))
