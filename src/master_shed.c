@@ -15,19 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hugd/buf.h"
+#include "hugd/http.h"
 #include "hugd/log.h"
 #include "hugd/scoreboard.h"
 #include "master_int.h"
 
 #define SHED_LOG_INTERVAL_MS 10000
-
-static const char response[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                               "Content-Type: text/plain\r\n"
-                               "Content-Length: 20\r\n"
-                               "Retry-After: 1\r\n"
-                               "Connection: close\r\n"
-                               "\r\n"
-                               "Service Unavailable\n";
 
 static int reserve = -1;
 static int64_t last_log_ms;    /* 0: not shedding */
@@ -83,8 +77,12 @@ static void answer(int fd)
     char scratch[4096];
     while (read(fd, scratch, sizeof(scratch)) > 0)
         ;
-    ssize_t n = send(fd, response, sizeof(response) - 1, MSG_NOSIGNAL);
-    (void)n; /* a fresh socket takes 150 bytes; if not, the client sees a close */
+    /* The same 503 a worker would send; its buffer is kept for the next. */
+    static struct buf out;
+    buf_clear(&out);
+    http_error_response(&out, 503, ev_now(M.loop));
+    ssize_t n = send(fd, out.p, out.len, MSG_NOSIGNAL);
+    (void)n; /* a fresh socket takes 200 bytes; if not, the client sees a close */
     shutdown(fd, SHUT_WR);
 }
 
