@@ -235,6 +235,13 @@ class Server:
                               f"--- stderr ---\n{self.stderr}")
         return self.children()
 
+    def wait_serving(self, n, timeout=10.0):
+        """Wait until n workers have said they serve (needs --log-level
+        debug): a worker that is alive may still be starting, and until one
+        is free the master answers a health check itself, with a close."""
+        if not wait_for(lambda: self.stderr.count("] [DEBUG] serving") >= n, timeout):
+            raise ServerError(f"expected {n} workers serving\n--- stderr ---\n{self.stderr}")
+
     def children(self):
         if self.proc is None:
             return []

@@ -47,8 +47,10 @@ def start_sleeps(srv, n, seconds):
 
 
 def test_health_path_is_answered_without_the_application(hugd):
-    srv = hugd.start(["-w", "2", "--health-path", "/health", "--access-logfile", "-", APP],
-                     cwd=APPS, workers=2)
+    srv = hugd.start(["-w", "2", "--health-path", "/health", "--access-logfile", "-",
+                      "--log-level", "debug", APP], cwd=APPS, workers=2)
+    # A worker answers (with keep-alive), not the master, once one is free.
+    srv.wait_serving(2)
     st, body, r, _ = health(srv)
     assert (st, body) == (200, b"ok\n"), r
     assert r.header("Cache-Control") == "no-store" and r.header("Connection") == "keep-alive"
