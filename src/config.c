@@ -64,6 +64,22 @@ const struct setting config_table[] = {
      "serving, 503 while stopping or unable to serve; off by default"},
     {"workers", "workers", "workers", 'w', T_INT, OFF(workers), 1, HUGD_MAX_WORKERS, "auto", "N",
      "worker processes; auto = one per online CPU"},
+    {"workers", "min_workers", "min-workers", 0, T_INT, OFF(min_workers), 0, HUGD_MAX_WORKERS, "0",
+     "N", "fewest workers load-driven scaling keeps; 0 = as workers"},
+    {"workers", "max_workers", "max-workers", 0, T_INT, OFF(max_workers), 0, HUGD_MAX_WORKERS, "0",
+     "N",
+     "most workers it starts while work waits; 0 = as workers (above min_workers: scaling is on, "
+     "and workers is the count it starts with)"},
+    {"workers", "spare_workers", "spare-workers", 0, T_INT, OFF(spare_workers), 0, HUGD_MAX_WORKERS,
+     "0", "N", "with scaling on, keep at least N workers free while below max_workers"},
+    {"workers", "idle_timeout", "idle-timeout", 0, T_SECONDS, OFF(idle_timeout), 0, MAX_SECONDS,
+     "15", "SECONDS",
+     "with scaling on, one worker retires (down to min_workers) once the pool has been too big "
+     "for this long: nothing waited, and one fewer would have been at most half busy"},
+    {"workers", "max_worker_memory", "max-worker-memory", 0, T_SIZE, OFF(max_worker_memory), 0,
+     LLONG_MAX, "0", "SIZE",
+     "a worker whose resident memory passes SIZE is replaced after its current request, its "
+     "replacement started first; 0 = no limit"},
     {"workers", "timeout", "timeout", 't', T_SECONDS, OFF(timeout), 0, MAX_SECONDS, "30", "SECONDS",
      "kill a worker whose request runs longer; 0 = no limit"},
     {"workers", "max_requests", "max-requests", 0, T_INT, OFF(max_requests), 0, INT_MAX, "0", "N",
@@ -701,6 +717,24 @@ void config_print(const struct hugd_config *c, FILE *out)
             break;
         }
     }
+}
+
+int config_resolve(struct hugd_config *c, char *err, size_t len)
+{
+    /* Unset bounds follow workers, so that scaling is off unless asked for. */
+    if (!c->max_workers)
+        c->max_workers = c->min_workers > c->workers ? c->min_workers : c->workers;
+    if (!c->min_workers)
+        c->min_workers = c->max_workers < c->workers ? c->max_workers : c->workers;
+    if (c->min_workers > c->max_workers)
+        return fail(err, len, "min_workers (%d) is above max_workers (%d)", c->min_workers,
+                    c->max_workers);
+    /* workers is where a scaling pool starts: within its bounds. */
+    if (c->workers < c->min_workers)
+        c->workers = c->min_workers;
+    if (c->workers > c->max_workers)
+        c->workers = c->max_workers;
+    return 0;
 }
 
 void config_free(struct hugd_config *c)

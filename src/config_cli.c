@@ -154,5 +154,9 @@ int config_from_args(struct hugd_config *c, int argc, char **argv)
             return usage_error("%s", err);
     if (!c->target && !c->check_config)
         return usage_error("no TARGET given (app.py, a module, or module:attr)");
+    if (config_resolve(c, err, sizeof err) < 0) {
+        fprintf(stderr, "hugd: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
     return 0;
 }

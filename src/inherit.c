@@ -188,6 +188,15 @@ static int parse_line(struct inherited *in, const char *line)
         in->target = a;
         in->workers_setting = b;
         return 0;
+    case 'P':
+        if (sscanf(line, "P %d %d %d %d%n", &a, &b, &c, &d, &end) != 4 || !whole(line, end) ||
+            a <= 0 || b < a || c <= 0 || d < c || b > HUGD_MAX_WORKERS || d > HUGD_MAX_WORKERS)
+            return -1;
+        in->min_workers = a;
+        in->max_workers = b;
+        in->min_setting = c;
+        in->max_setting = d;
+        return 0;
     }
     return -1;
 }
@@ -284,6 +293,11 @@ char *inherit_encode(const struct inherited *in)
     }
     if (in->target) {
         snprintf(line, sizeof(line), "T %d %d\n", in->target, in->workers_setting);
+        buf_append_str(&b, line);
+    }
+    if (in->min_workers) {
+        snprintf(line, sizeof(line), "P %d %d %d %d\n", in->min_workers, in->max_workers,
+                 in->min_setting, in->max_setting);
         buf_append_str(&b, line);
     }
     buf_append(&b, "", 1);

@@ -193,6 +193,8 @@ void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
     }
     enqueue(fd, msg, data);
     master_dispatch_queue();
+    if (M.qlen)
+        scale_now(); /* it waits: a worker more, if scaling may */
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
@@ -282,6 +284,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     workers_tick(now);
+    scale_tick(now);
     if (M.accept_paused == 2) {
         M.accept_paused = 1;
         pause_accepting(0);
@@ -398,6 +401,11 @@ static void act(int sig, unsigned times)
         stop(2);
         break;
     case SIGTTIN:
+        if (scale_on()) {
+            while (times-- && !M.stopping && !M.handover)
+                scale_signal(1);
+            break;
+        }
         while (times-- && !M.stopping && !M.handover && M.target < M.nslots) {
             M.target++;
             log_info("TTIN: %d workers", M.target);
@@ -405,6 +413,11 @@ static void act(int sig, unsigned times)
         }
         break;
     case SIGTTOU:
+        if (scale_on()) {
+            while (times-- && !M.stopping && !M.handover)
+                scale_signal(0);
+            break;
+        }
         while (times-- && !M.stopping && !M.handover && M.target > 1) {
             M.target--;
             log_info("TTOU: %d workers", M.target);
@@ -577,6 +590,13 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
     M.target = cfg->workers;
     if (inh->target && inh->workers_setting == cfg->workers)
         M.target = inh->target; /* TTIN/TTOU outlive a HUP unless the file changed */
+    M.min_workers = cfg->min_workers;
+    M.max_workers = cfg->max_workers;
+    if (inh->min_workers && inh->min_setting == cfg->min_workers &&
+        inh->max_setting == cfg->max_workers) {
+        M.min_workers = inh->min_workers; /* the same for the scaling bounds */
+        M.max_workers = inh->max_workers;
+    }
     M.nslots = HUGD_MAX_WORKERS;
     M.upgrade_fd = -1;
     char err[256];

@@ -51,6 +51,10 @@ struct master {
     int live[HUGD_MAX_WORKERS];
     int nlive;
     int target; /* workers wanted */
+    /* Scaling's bounds (master_scale.c): the configuration's, moved by
+     * TTIN and TTOU; equal, scaling is off. */
+    int min_workers, max_workers;
+    uint64_t scaled_up, scaled_down, memory_replaced; /* events, for the stats */
     int app_ok;
     struct queued *q;
     int qhead, qlen, qcap;
@@ -122,13 +126,20 @@ void checks_update(void);              /* the queue or the stop changed: tell th
 void checks_watch(struct queued *e);   /* just queued: is it a health check? */
 void checks_unwatch(struct queued *e); /* leaving the queue */
 
+/* master_scale.c: load-driven scaling and max_worker_memory */
+#define SCALE_STEP_MS 250 /* between two steps up while work waits */
+int scale_on(void);
+void scale_tick(int64_t now);
+void scale_now(void);        /* work just started waiting */
+void scale_signal(int more); /* TTIN (1) or TTOU (0) while scaling is on */
+
 /* master_workers.c */
 void workers_spawn_missing(void);
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
 void workers_watch(int slot); /* also makes the slot live */
 void workers_retire(int slot);
 void workers_retire_one(void);
-void workers_replace(int slot);
+void workers_replace(int slot, const char *why); /* start another, then retire it */
 void workers_tick(int64_t now);
 void workers_check_ready(void);
 void workers_reaped(pid_t pid, int status);

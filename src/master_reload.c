@@ -172,6 +172,12 @@ static void exec_in_place(void)
     }
     in.target = M.target;
     in.workers_setting = M.cfg->workers;
+    if (scale_on()) {
+        in.min_workers = M.min_workers;
+        in.max_workers = M.max_workers;
+        in.min_setting = M.cfg->min_workers;
+        in.max_setting = M.cfg->max_workers;
+    }
     char *enc = inherit_encode(&in);
     if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0) {
         free(enc);
@@ -283,6 +289,12 @@ void upgrade_start(void)
         in.upgrade_fd = fds[1];
         in.target = M.target;
         in.workers_setting = M.cfg->workers;
+        if (scale_on()) {
+            in.min_workers = M.min_workers;
+            in.max_workers = M.max_workers;
+            in.min_setting = M.cfg->min_workers;
+            in.max_setting = M.cfg->max_workers;
+        }
         char *enc = inherit_encode(&in);
         if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0)
             _exit(127);

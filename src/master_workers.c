@@ -71,7 +71,7 @@ static int read_channel(struct wproc *wp)
         else if (m.type == CHAN_CLOSED)
             conns_closed(slot, data, m.datalen);
         if (m.type == CHAN_RETIRE)
-            workers_replace((int)(wp - M.w));
+            workers_replace((int)(wp - M.w), "reached max_requests");
     }
     return said_free;
 }
@@ -234,10 +234,10 @@ void workers_retire(int i)
     wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000);
 }
 
-/* max_requests: start the replacement now; the old worker keeps serving
- * until the new one is ready (workers_check_ready), so capacity never
- * dips. */
-void workers_replace(int i)
+/* max_requests or max_worker_memory: start the replacement now; the old
+ * worker keeps serving until the new one is ready (workers_check_ready),
+ * so capacity never dips. */
+void workers_replace(int i, const char *why)
 {
     struct wproc *wp = &M.w[i];
     if (M.stopping || M.handover || !M.app_ok || wp->pid <= 0 || wp->retiring || wp->replaced_by)
@@ -248,8 +248,7 @@ void workers_replace(int i)
     spawn(j);
     if (M.w[j].pid > 0) {
         wp->replaced_by = j + 1;
-        log_info("worker %d (pid %d) reached max_requests; worker %d replaces it", i, (int)wp->pid,
-                 j);
+        log_info("worker %d (pid %d) %s; worker %d replaces it", i, (int)wp->pid, why, j);
     }
 }
 

@@ -41,14 +41,18 @@ struct hugd_config {
     char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
     /* [workers] */
-    int workers;
-    double timeout;              /* seconds one request may run; 0 = no limit */
-    double graceful_timeout;     /* seconds a drain may take */
-    double shutdown_delay;       /* seconds TERM keeps serving with the health check failing */
-    int max_requests;            /* recycle a worker after this many; 0 = never */
-    double rebalance_busy_after; /* the same while no worker is free */
-    double rebalance_after;      /* seconds in one request before its worker's waiting
-                                    connections move to free workers; 0 = never */
+    int workers;                  /* the pool's size, or where a scaling one starts */
+    int min_workers, max_workers; /* bounds of load-driven scaling; equal: it is off */
+    int spare_workers;            /* free workers scaling keeps while below the maximum */
+    double idle_timeout;          /* seconds a pool too big waits before it shrinks by one */
+    long long max_worker_memory;  /* bytes of RSS past which a worker is replaced; 0 = off */
+    double timeout;               /* seconds one request may run; 0 = no limit */
+    double graceful_timeout;      /* seconds a drain may take */
+    double shutdown_delay;        /* seconds TERM keeps serving with the health check failing */
+    int max_requests;             /* recycle a worker after this many; 0 = never */
+    double rebalance_busy_after;  /* the same while no worker is free */
+    double rebalance_after;       /* seconds in one request before its worker's waiting
+                                     connections move to free workers; 0 = never */
     int max_requests_jitter;
 
     /* [http] */
@@ -102,6 +106,10 @@ int config_set(struct hugd_config *c, const char *section, const char *key, cons
 
 /* Print the effective configuration as a valid INI file. */
 void config_print(const struct hugd_config *c, FILE *out);
+
+/* After every source: settings that depend on others (the scaling bounds
+ * default to workers).  -1 with a message in err if they contradict. */
+int config_resolve(struct hugd_config *c, char *err, size_t errlen);
 
 void config_free(struct hugd_config *c);
 

@@ -11,6 +11,9 @@
  *                                  with the bytes already read from it
  *   U <fd>                         the channel to the old master (USR2)
  *   T <target> <workers setting>   worker count (TTIN/TTOU survive a HUP)
+ *   P <min> <max> <min setting> <max setting>
+ *                                  scaling's bounds, the same way (written
+ *                                  only while scaling is on)
  *
  * systemd socket activation (LISTEN_FDS/LISTEN_PID) arrives the same way:
  * as L items with the systemd flag. */
@@ -50,7 +53,8 @@ struct inherited {
     struct inherit_conn *q;
     int nq;
     int upgrade_fd;
-    int target, workers_setting; /* 0 when not inherited */
+    int target, workers_setting;                            /* 0 when not inherited */
+    int min_workers, max_workers, min_setting, max_setting; /* the same */
 };
 
 /* Read HUGD_INHERIT and LISTEN_FDS, then remove them from the environment

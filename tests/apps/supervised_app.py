@@ -7,6 +7,7 @@ which code answered.  The reload tests copy this file and rewrite VERSION.
   /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
   /crash        kill the worker (SIGABRT) in the middle of the request
   /fill_fds     open /dev/null until the worker's descriptor limit, keep them
+  /leak?mb=N    keep N MiB more of written memory, for good (a leak)
   /free_fds     close them again
 
 IMPORT_DELAY > 0 (the reload tests rewrite it like VERSION): importing the
@@ -31,6 +32,7 @@ def sleep(seconds):
 
 
 HELD = []
+LEAKED = []
 
 
 def fill_fds():
@@ -51,6 +53,9 @@ def application(environ, start_response):
     elif path == "/sleep":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         sleep(float(qs.get("s", ["1"])[0]))
+    elif path == "/leak":
+        qs = parse_qs(environ.get("QUERY_STRING", ""))
+        LEAKED.append(bytearray(b"\x01") * (int(qs.get("mb", ["1"])[0]) << 20))
     elif path == "/crash":
         os.abort()
     elif path != "/pid":

@@ -74,6 +74,10 @@ static void round_trip(void)
     in.upgrade_fd = newfd();
     in.target = 9;
     in.workers_setting = 4;
+    in.min_workers = 2;
+    in.max_workers = 12;
+    in.min_setting = 1;
+    in.max_setting = 8;
 
     char *enc = inherit_encode(&in);
     CHECK_INT(enc != NULL, 1);
@@ -87,7 +91,7 @@ static void round_trip(void)
     int lines = 0;
     for (const char *p = enc; *p; p++)
         lines += *p == '\n';
-    CHECK_INT(lines, 1 + in.nls + 1 + in.nw + in.nq + 1 + 1);
+    CHECK_INT(lines, 1 + in.nls + 1 + in.nw + in.nq + 1 + 1 + 1);
 
     struct inherited out;
     char msg[512];
@@ -125,6 +129,10 @@ static void round_trip(void)
     CHECK_INT(cloexec(out.upgrade_fd), 1);
     CHECK_INT(out.target, 9);
     CHECK_INT(out.workers_setting, 4);
+    CHECK_INT(out.min_workers, 2);
+    CHECK_INT(out.max_workers, 12);
+    CHECK_INT(out.min_setting, 1);
+    CHECK_INT(out.max_setting, 8);
 
     /* After a failed exec the descriptors are close-on-exec again. */
     free(enc);
@@ -276,6 +284,11 @@ static void malformed(void)
     refused("V 1\nT 5\n");
     refused("V 1\nT -1 2\n");
     refused("V 1\nT 5 2 1\n");
+    refused("V 1\nP 1 4 1\n");
+    refused("V 1\nP 0 4 1 4\n"); /* a floor of no workers */
+    refused("V 1\nP 5 4 1 4\n"); /* a floor above the ceiling */
+    refused("V 1\nP 1 4 1 4 2\n");
+    refused("V 1\nP 1 2000 1 4\n"); /* more than there are slots */
 }
 
 int main(void)

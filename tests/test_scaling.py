@@ -1,0 +1,126 @@
+"""Load-driven scaling (src/master_scale.c, src/scaler.c) and the memory
+cap, under strict load (tests/loadgen.py: every request that does not end
+in a complete 200 counts, nothing retried).  The scaler's decisions on
+synthetic traces are tests/unit/test_scaler.c; here the real pool."""
+import signal
+import time
+
+import pytest
+
+from hugdtest import APPS, wait_for
+from loadgen import LoadGen
+
+TARGET = "supervised_app:application"
+SCALING = ["--min-workers", "1", "--max-workers", "4", "--idle-timeout", "2"]
+
+
+def events(srv):
+    return srv.stderr.count("scaling up:") + srv.stderr.count("scaling down:")
+
+
+def workers(srv):
+    return len(srv.children())
+
+
+@pytest.mark.timeout_s(60)
+def test_burst_grows_the_pool_then_light_load_shrinks_it(hugd):
+    """From 1 worker (min 1, max 4, idle timeout 2 s): 8 keep-alive and 4
+    new-connection clients on a 200 ms route for 5 s bring 4 workers
+    within 2 s; then one client every 100 ms brings the pool back to 1
+    within 6 s.  No request fails in either phase."""
+    srv = hugd.start(["-w", "1"] + SCALING + [TARGET], cwd=APPS, workers=1)
+    burst = [LoadGen(srv.host, srv.port, path="/sleep?s=0.2", threads=8, deadline=20).start(),
+             LoadGen(srv.host, srv.port, path="/sleep?s=0.2", threads=4, keepalive=False,
+                     deadline=20).start()]
+    try:
+        t0 = time.monotonic()
+        assert wait_for(lambda: workers(srv) == 4, 2.0, interval=0.01), \
+            (srv.children(), srv.stderr[-3000:])
+        grown = time.monotonic() - t0
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - t0)))  # the burst lasts 5 s
+    finally:
+        for lg in burst:
+            lg.stop()
+    light = LoadGen(srv.host, srv.port, path="/pid", threads=1, pause=0.1, deadline=20).start()
+    try:
+        t1 = time.monotonic()
+        assert wait_for(lambda: workers(srv) == 1, 6.0, interval=0.02), \
+            (srv.children(), light.report(), srv.stderr[-3000:])
+        shrunk = time.monotonic() - t1
+        time.sleep(0.5)  # served by the one that is left
+    finally:
+        light.stop()
+    rep = "\n".join(lg.report() for lg in burst + [light])
+    print(f"\n{rep}\n4 workers after {grown:.2f} s of the burst; 1 after {shrunk:.2f} s of light load")
+    assert all(lg.failures == 0 for lg in burst + [light]), rep + "\n" + srv.stderr[-3000:]
+    assert srv.stderr.count("scaling down:") == 3, srv.stderr[-3000:]
+    assert light.ok_records(since=time.monotonic() - 0.4), light.report()
+
+
+@pytest.mark.timeout_s(60)
+def test_steady_load_at_the_threshold_does_not_flap(hugd):
+    """Two clients on a 200 ms route for 20 s, from 1 worker: one step up
+    to the 2 it needs, then nothing: at most 2 scale events."""
+    srv = hugd.start(["-w", "1"] + SCALING + [TARGET], cwd=APPS, workers=1)
+    lg = LoadGen(srv.host, srv.port, path="/sleep?s=0.2", threads=2, deadline=40).start()
+    try:
+        sizes = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 20:
+            sizes.append(workers(srv))
+            time.sleep(0.25)
+    finally:
+        lg.stop()
+    log = [line for line in srv.stderr.splitlines() if "scaling" in line]
+    assert lg.failures == 0, lg.report()
+    assert events(srv) <= 2, "\n".join(log)
+    assert sizes[-1] == 2, (sizes, log)
+
+
+@pytest.mark.timeout_s(60)
+def test_worker_past_max_worker_memory_is_replaced(hugd):
+    """Every request leaks 10 MiB; under --max-worker-memory 200M each
+    worker is replaced (its replacement first), and no request fails."""
+    srv = hugd.start(["-w", "2", "--max-worker-memory", "200M", TARGET], cwd=APPS, workers=2)
+    first = set(srv.children())
+    leak = LoadGen(srv.host, srv.port, path="/leak?mb=10", threads=2, pause=0.02, deadline=40).start()
+    other = LoadGen(srv.host, srv.port, path="/pid", threads=8, deadline=40).start()
+    try:
+        assert wait_for(lambda: srv.stderr.count("passed max_worker_memory") >= 2
+                        and not (first & set(srv.children())), 25), srv.stderr[-3000:]
+        time.sleep(0.3)
+    finally:
+        leak.stop()
+        other.stop()
+    rep = leak.report() + "\n" + other.report()
+    assert leak.failures == 0 and other.failures == 0, rep + "\n" + srv.stderr[-3000:]
+    assert "above max_worker_memory (200 MiB): replacing it" in srv.stderr
+    assert workers(srv) == 2
+
+
+@pytest.mark.timeout_s(30)
+def test_ttin_and_ttou_move_the_minimum(hugd):
+    srv = hugd.start(["-w", "1"] + SCALING + [TARGET], cwd=APPS, workers=1)
+    srv.signal(signal.SIGTTIN)
+    assert wait_for(lambda: "TTIN: at least 2 workers, at most 4" in srv.stderr, 5), srv.stderr
+    assert wait_for(lambda: workers(srv) == 2, 5)
+    # The scaler keeps the new floor, idle as the pool is (idle timeout 2 s).
+    time.sleep(3)
+    assert workers(srv) == 2 and "scaling down" not in srv.stderr, srv.stderr[-2000:]
+    srv.signal(signal.SIGTTOU)
+    assert wait_for(lambda: "TTOU: at least 1 workers, at most 4" in srv.stderr, 5), srv.stderr
+    assert wait_for(lambda: workers(srv) == 1, 5)
+
+
+def test_contradicting_bounds_are_refused(hugd):
+    srv = hugd.spawn(["--min-workers", "5", "--max-workers", "2", TARGET], cwd=APPS)
+    assert srv.wait(10) == 78
+    assert "min_workers (5) is above max_workers (2)" in srv.stderr
+
+
+def test_scaling_is_off_by_default(hugd):
+    srv = hugd.start(["--check-config", TARGET], cwd=APPS, wait=False)
+    assert srv.wait(10) == 0
+    out = srv.stdout
+    n = int(next(line.split("=")[1] for line in out.splitlines() if line.startswith("workers =")))
+    assert f"min_workers = {n}" in out and f"max_workers = {n}" in out, out
