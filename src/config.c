@@ -80,6 +80,10 @@ const struct setting config_table[] = {
      LLONG_MAX, "0", "SIZE",
      "a worker whose resident memory passes SIZE is replaced after its current request, its "
      "replacement started first; 0 = no limit"},
+    {"workers", "slow_request_log", "slow-request-log", 0, T_SECONDS, OFF(slow_request_log), 0,
+     MAX_SECONDS, "0", "SECONDS",
+     "write the Python stack of a request running longer than this to the error log, once, "
+     "and let it go on; 0 = off"},
     {"workers", "timeout", "timeout", 't', T_SECONDS, OFF(timeout), 0, MAX_SECONDS, "30", "SECONDS",
      "kill a worker whose request runs longer; 0 = no limit"},
     {"workers", "max_requests", "max-requests", 0, T_INT, OFF(max_requests), 0, INT_MAX, "0", "N",

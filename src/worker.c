@@ -17,6 +17,7 @@
 #include "hugd/http.h"
 #include "hugd/log.h"
 #include "hugd/pyapp.h"
+#include "hugd/slowlog.h"
 
 static struct worker *self;
 static volatile sig_atomic_t got_term, got_quit, got_usr1;
@@ -425,6 +426,8 @@ void worker_main(struct worker *w)
         _exit(3);
     }
     w->epoll_fd = find_epoll_fd(w->loop, lowest);
+    if (slowlog_start(w->slot, cfg->slow_request_log) < 0)
+        log_err(errno, "cannot start the thread of the slow request log; it is off");
     if (mover_start(w, cfg->rebalance_after, cfg->rebalance_busy_after) < 0)
         log_err(errno, "cannot start the thread that moves connections; they stay put");
     ev_set_loop_release_cb(w->loop, release_gil, acquire_gil);

@@ -47,6 +47,7 @@ struct hugd_config {
     double idle_timeout;          /* seconds a pool too big waits before it shrinks by one */
     long long max_worker_memory;  /* bytes of RSS past which a worker is replaced; 0 = off */
     double timeout;               /* seconds one request may run; 0 = no limit */
+    double slow_request_log;      /* seconds after which a request\'s stack is logged; 0 = off */
     double graceful_timeout;      /* seconds a drain may take */
     double shutdown_delay;        /* seconds TERM keeps serving with the health check failing */
     int max_requests;             /* recycle a worker after this many; 0 = never */

@@ -7,6 +7,7 @@ which code answered.  The reload tests copy this file and rewrite VERSION.
   /sleep?s=N    say so on stderr, sleep N seconds in the function `sleep`, then answer
   /crash        kill the worker (SIGABRT) in the middle of the request
   /fill_fds     open /dev/null until the worker's descriptor limit, keep them
+  /spin?s=N     run Python bytecode for N seconds in the function `spin` (holds the GIL)
   /leak?mb=N    keep N MiB more of written memory, for good (a leak)
   /free_fds     close them again
 
@@ -31,6 +32,14 @@ def sleep(seconds):
     time.sleep(seconds)
 
 
+def spin(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
 HELD = []
 LEAKED = []
 
@@ -53,6 +62,9 @@ def application(environ, start_response):
     elif path == "/sleep":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         sleep(float(qs.get("s", ["1"])[0]))
+    elif path == "/spin":
+        qs = parse_qs(environ.get("QUERY_STRING", ""))
+        spin(float(qs.get("s", ["1"])[0]))
     elif path == "/leak":
         qs = parse_qs(environ.get("QUERY_STRING", ""))
         LEAKED.append(bytearray(b"\x01") * (int(qs.get("mb", ["1"])[0]) << 20))
