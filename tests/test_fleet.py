@@ -225,7 +225,7 @@ class Fleet:
         assert wait_for(lambda: all(lg.total > 50 for lg in self.loads), 15), self.report()
         return self.loads
 
-    def in_background(self, host, port, path, n):
+    def in_background(self, host, port, path, n, method="GET"):
         """n requests for path from client threads, each on its own
         connection: (threads, statuses or error texts, in order of end)."""
         results = []
@@ -234,7 +234,8 @@ class Fleet:
             c = Conn(self.connect(host, port, timeout=10))
             try:
                 c.sock.settimeout(15)
-                c.send(build_request("GET", path, {"Host": host, "Connection": "close"}))
+                body = b"x" if method == "POST" else b""
+                c.send(build_request(method, path, {"Host": host, "Connection": "close"}, body))
                 results.append(c.read_response().status)
             except (OSError, EOFError) as e:
                 results.append(repr(e))
@@ -384,6 +385,31 @@ def test_sigkill_fails_only_requests_in_flight(fleet, kind):
     # proxy_next_upstream error): the slow requests that were running on
     # the dead host are run again elsewhere.
     assert slow == [200] * 3, slow
+
+
+@pytest.mark.timeout_s(90)
+@pytest.mark.parametrize("kind", PROXIES)
+def test_a_post_running_on_a_killed_host_is_not_run_again(fleet, kind):
+    """The other side of the retries above: a POST may have done its work
+    before its host died, so neither proxy sends it to another host; its
+    client gets an error, and the application runs it once."""
+    _need(kind)
+    fleet.start(kind)
+    threads, results = fleet.in_background("lb", PROXY_PORT, "/sleep?s=3", 3, method="POST")
+    sleeping = lambda srv: srv.stderr.count("supervised_app: sleeping 3")  # noqa: E731
+    assert wait_for(lambda: sum(sleeping(s) for s in fleet.servers.values()) >= 3, 10)
+    victim = fleet.servers["h1"]
+    on_victim = sleeping(victim)
+    others = {h: sleeping(s) for h, s in fleet.servers.items() if s is not victim}
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    for t in threads:
+        t.join(30)
+    print(f"\n{kind}: {on_victim} of 3 POSTs were on the killed host; they ended with {results}")
+    assert on_victim >= 1, "no POST went to h1: nothing was shown"
+    assert sorted(map(str, results)).count("200") == 3 - on_victim, results
+    assert all(r in (502, 503, 504) or not isinstance(r, int) for r in results if r != 200), results
+    # Nobody ran them again.
+    assert {h: sleeping(s) for h, s in fleet.servers.items() if s is not victim} == others
 
 
 @pytest.mark.timeout_s(90)
