@@ -106,6 +106,9 @@ int main(int argc, char **argv)
     static struct hugd_config cfg;
     static struct launch launch;
     static struct inherited inh;
+    /* Tools that watch a running hugd rather than serve. */
+    if (argc > 1 && strcmp(argv[1], "top") == 0)
+        return pyapp_run_tool("top", argc - 1, argv + 1);
     if (save_launch(&launch, argc, argv) < 0) {
         perror("hugd: start-up");
         return HUGD_EX_OSERR;
@@ -196,6 +199,16 @@ int main(int argc, char **argv)
     if (app_ok_possible && pyapp_init(&cfg) == 0) {
         PyObject *app = pyapp_load(cfg.target);
         app_ok = app && wsgi_setup(app, ls, nls) == 0 && pyapp_freeze() == 0;
+    }
+    if (cfg.reload) {
+        /* Even when the import failed: the fix is a save away.  The files
+         * it did import are watched, and the extra ones. */
+        char **sources = pyapp_source_files();
+        if (watch_files(sources, cfg.reload_extra_files) < 0)
+            log_err(errno, "reload: inotify; files are not watched");
+        for (char **p = sources; p && *p; p++)
+            free(*p);
+        free(sources);
     }
     if (!app_ok) {
         if (!reload) {

@@ -726,6 +726,7 @@ int master_serve(int app_ok)
     if (app_ok)
         M.py = PyEval_SaveThread();
     if (!stopped) {
+        watch_start(M.loop);
         reload_run_waiting();
         workers_spawn_missing();
         ev_run(M.loop, 0);

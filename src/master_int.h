@@ -133,6 +133,9 @@ void scale_tick(int64_t now);
 void scale_now(void);        /* work just started waiting */
 void scale_signal(int more); /* TTIN (1) or TTOU (0) while scaling is on */
 
+/* master_watch.c: --reload (watch_files is in master.h) */
+void watch_start(struct ev_loop *loop);
+
 /* master_workers.c */
 void workers_spawn_missing(void);
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);

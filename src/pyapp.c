@@ -259,6 +259,54 @@ int pyapp_freeze(void)
     return call_module_fn("gc", "freeze");
 }
 
+char **pyapp_source_files(void)
+{
+    PyObject *loader = PyImport_ImportModule("hugd.loader");
+    PyObject *list = loader ? PyObject_CallMethod(loader, "source_files", NULL) : NULL;
+    Py_XDECREF(loader);
+    if (!list || !PyList_Check(list)) {
+        if (PyErr_Occurred())
+            PyErr_Print();
+        Py_XDECREF(list);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    char **out = calloc((size_t)n + 1, sizeof(*out));
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        const char *s = PyUnicode_AsUTF8(PyList_GET_ITEM(list, i));
+        if (!s || !(out[i] = strdup(s))) {
+            PyErr_Clear();
+            break; /* the rest unwatched: still NULL-terminated */
+        }
+    }
+    Py_DECREF(list);
+    return out;
+}
+
+int pyapp_run_tool(const char *name, int argc, char **argv)
+{
+    static const char code[] = "import importlib, sys\n"
+                               "sys.path.insert(0, sys.argv[1])\n"
+                               "sys.exit(importlib.import_module('hugd.' + sys.argv[2])"
+                               ".main(sys.argv[3:]))\n";
+    char **args = calloc((size_t)argc + 6, sizeof(*args));
+    if (!args)
+        return HUGD_EX_OSERR;
+    int n = 0;
+    args[n++] = (char *)"hugd";
+    args[n++] = (char *)"-I";
+    args[n++] = (char *)"-c";
+    args[n++] = (char *)code;
+    args[n++] = (char *)python_dir();
+    args[n++] = (char *)name;
+    for (int i = 1; i < argc; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    int rc = Py_BytesMain(n, args);
+    free(args);
+    return rc;
+}
+
 int pyapp_worker_init(void)
 {
     /* faulthandler.enable(): writes to sys.stderr (the error log). */

@@ -37,7 +37,9 @@ struct hugd_config {
     int allow_root;     /* run the application as root anyway */
     int umask;
     char *chdir;
-    char *pythonpath; /* comma-separated folders put first on sys.path */
+    char *pythonpath;         /* comma-separated folders put first on sys.path */
+    int reload;               /* development: a changed source file reloads */
+    char *reload_extra_files; /* comma-separated, watched too with reload */
     char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
     /* [workers] */

@@ -40,4 +40,9 @@ int master_serve_while_importing(void);
  * Returns the process exit code. */
 int master_serve(int app_ok);
 
+/* --reload: watch the application's sources (pyapp_source_files) and
+ * reload_extra_files, and reload when one changes; -1 (errno) without
+ * inotify. */
+int watch_files(char **sources, const char *extra);
+
 #endif

@@ -30,8 +30,18 @@ PyObject *pyapp_load(const char *target);
  * so the pages holding them stay shared with the workers after fork. */
 int pyapp_freeze(void);
 
+/* --reload: the application's own source files (hugd.loader.source_files),
+ * as a NULL-terminated array of malloc'd paths; NULL if Python could not
+ * say (the error printed). */
+char **pyapp_source_files(void);
+
 /* In a new worker: dump the Python stack on SIGABRT (a hung worker is sent
  * SIGABRT before SIGKILL) and on crashes. */
 int pyapp_worker_init(void);
+
+/* `hugd NAME ARGS...` for a tool of the hugd package (hugd.NAME.main):
+ * run it in this interpreter, isolated from the environment's Python
+ * settings, and return its exit status. */
+int pyapp_run_tool(const char *name, int argc, char **argv);
 
 #endif

@@ -132,3 +132,24 @@ def load(target):
                     "%s: %r has no attribute %r" % (target, module.__name__, attr)
                 ) from None
     return _check_wsgi(obj, target)
+
+
+def source_files():
+    """The application's own source files, for --reload: every loaded
+    module's file outside the interpreter's library and installed packages
+    (those change with a package upgrade, not with an edit)."""
+    import sysconfig
+    libs = {os.path.realpath(p) for p in (sysconfig.get_paths().get(k) for k in
+                                           ("stdlib", "platstdlib", "purelib", "platlib")) if p}
+    out = set()
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if not isinstance(f, str) or not f.endswith(".py"):
+            continue
+        real = os.path.realpath(f)
+        if any(real.startswith(lib + os.sep) for lib in libs):
+            continue
+        if "/site-packages/" in real or "/dist-packages/" in real or not os.path.exists(real):
+            continue
+        out.add(real)
+    return sorted(out)
