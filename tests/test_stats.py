@@ -309,3 +309,32 @@ def test_max_requests_is_a_restart_reason(hugd):
         stats(srv.stats_addr)
     assert wait_for(lambda: live_pids(srv) != first and len(live_pids(srv)) == 1, 10)
     assert stats(srv.stats_addr)["totals"]["requests"] >= 3
+
+
+def test_over_long_request_gets_400(hugd):
+    srv = start(hugd, extra=["--limit-request-line", "100"])
+    host, port = srv.stats_addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 "), data
+    assert stats(srv.stats_addr)["master"]["pid"] == srv.proc.pid
+
+
+def test_timeout_is_a_restart_reason(hugd):
+    srv = start(hugd, workers=1, extra=["--timeout", "1"])
+    def doomed():
+        try:
+            srv.request("GET", "/sleep?s=5", timeout=10)
+        except (OSError, EOFError):
+            pass  # its worker is killed under it
+    t = threading.Thread(target=doomed)
+    t.start()
+    try:
+        assert wait_for(lambda: stats(srv.stats_addr)["totals"]["restarts"]["timeout"] == 1, 15), \
+            srv.stderr
+    finally:
+        t.join(15)
+    assert stats(srv.stats_addr)["totals"]["restarts"]["signal"] == 0
