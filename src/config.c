@@ -66,6 +66,16 @@ const struct setting config_table[] = {
     {"server", "health_path", "health-path", 0, T_URLPATH, OFF(health_path), NORANGE, NULL, "PATH",
      "answer GET and HEAD of PATH in hugd itself, without the application: 200 while "
      "serving, 503 while stopping or unable to serve; off by default"},
+    {"server", "stats_bind", "stats-bind", 0, T_STRING, OFF(stats_bind), NORANGE, NULL, "ADDRESS",
+     "serve GET /stats (JSON) and /metrics (Prometheus) from the master at host:port or "
+     "unix:PATH; off by default; loopback only unless stats_allow_remote"},
+    {"server", "stats_allow_remote", "stats-allow-remote", 0, T_BOOL, OFF(stats_allow_remote),
+     NORANGE, "no", NULL, "let stats_bind be an address other hosts can reach"},
+    {"server", "stats_timeout", "stats-timeout", 0, T_SECONDS, OFF(stats_timeout), 0, MAX_SECONDS,
+     "5", "SECONDS", "time a stats client has to send its request and take the answer"},
+    {"server", "stats_max_connections", "stats-max-connections", 0, T_INT,
+     OFF(stats_max_connections), 1, 1024, "16", "N",
+     "stats connections served at once; more wait in the kernel's backlog"},
     {"workers", "workers", "workers", 'w', T_INT, OFF(workers), 1, HUGD_MAX_WORKERS, "auto", "N",
      "worker processes; auto = one per online CPU"},
     {"workers", "min_workers", "min-workers", 0, T_INT, OFF(min_workers), 0, HUGD_MAX_WORKERS, "0",
@@ -496,6 +506,12 @@ int config_set_value(struct hugd_config *c, const struct setting *e, const char 
             return fail(err, len, "'%s': a ';' after a blank reads back as a comment", v);
         if (!fits_a_line(e, v))
             return fail(err, len, "'%.40s...' is too long for one line of a configuration file", v);
+        if (e->off == OFF(stats_bind)) {
+            /* Where it was set, for config_check_stats: not in a file (yet). */
+            c->stats_bind_line = 0;
+            if (*v && check_bind(v, err, len) < 0)
+                return -1;
+        }
         return e->type == T_STRING ? set_string(field(c, e), v, err, len)
                                    : add_list(c, e, v, err, len);
     case T_ADDRS: {
@@ -634,8 +650,11 @@ static char *read_line(char *buf, int size, void *stream)
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
     struct load *ld = user;
-    if (config_set(ld->c, section, key, value, ld->msg, sizeof ld->msg) == 0)
+    if (config_set(ld->c, section, key, value, ld->msg, sizeof ld->msg) == 0) {
+        if (strcmp(section, "server") == 0 && strcmp(key, "stats_bind") == 0)
+            ld->c->stats_bind_line = ld->line;
         return 1;
+    }
     ld->err_line = ld->line;
     return 0;
 }
@@ -759,4 +778,50 @@ void config_free(struct hugd_config *c)
     for (int i = 0; i < c->nbinds; i++)
         free(c->binds[i]);
     c->nbinds = 0;
+}
+
+/* A stats address is loopback when it names 127.0.0.0/8, ::1 (or ::1's
+ * v4-mapped 127 form), localhost, or a Unix socket.  A host name other than
+ * localhost counts as remote: what it resolves to can change. */
+static int loopback_bind(const char *a)
+{
+    char host[256];
+    if (strncmp(a, "unix:", 5) == 0)
+        return 1;
+    const char *colon = strrchr(a, ':');
+    size_t n = colon ? (size_t)(colon - a) : strlen(a);
+    if (a[0] == '[' && n >= 2) {
+        a++;
+        n -= 2;
+    }
+    if (n >= sizeof host)
+        return 0;
+    memcpy(host, a, n);
+    host[n] = '\0';
+    struct in_addr in4;
+    struct in6_addr in6;
+    if (ascii_case_streq(host, "localhost"))
+        return 1;
+    if (inet_pton(AF_INET, host, &in4) == 1)
+        return (ntohl(in4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &in6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&in6) || (IN6_IS_ADDR_V4MAPPED(&in6) && in6.s6_addr[12] == 127);
+    return 0;
+}
+
+int config_check_stats(const struct hugd_config *c, char *err, size_t len)
+{
+    if (!c->stats_bind || !*c->stats_bind || c->stats_allow_remote || loopback_bind(c->stats_bind))
+        return 0;
+    /* The stats name every request in flight (its path and query): not for
+     * the network unless the operator says so. */
+    if (c->stats_bind_line && c->config_file)
+        return fail(err, len,
+                    "%s:%d: stats_bind: '%s' is not a loopback address; the stats would be open "
+                    "to other hosts: set stats_allow_remote = yes to allow it",
+                    c->config_file, c->stats_bind_line, c->stats_bind);
+    return fail(err, len,
+                "hugd: --stats-bind: '%s' is not a loopback address; the stats would be open to "
+                "other hosts: add --stats-allow-remote to allow it",
+                c->stats_bind);
 }

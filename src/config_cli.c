@@ -74,7 +74,7 @@ int config_from_args(struct hugd_config *c, int argc, char **argv)
     struct option opts[NSETTINGS + 1] = {{0}};
     /* '-': positionals come back in order as 1, whatever POSIXLY_CORRECT says;
      * ':': we word the errors ourselves. */
-    char shorts[3 + 2 * NSETTINGS] = "-:", *sp = shorts + 2, err[256];
+    char shorts[3 + 2 * NSETTINGS] = "-:", *sp = shorts + 2, err[512];
     const char *target = NULL;
     int ch, n = 0, help = 0, version = 0;
 
@@ -156,6 +156,10 @@ int config_from_args(struct hugd_config *c, int argc, char **argv)
         return usage_error("no TARGET given (app.py, a module, or module:attr)");
     if (config_resolve(c, err, sizeof err) < 0) {
         fprintf(stderr, "hugd: %s\n", err);
+        return HUGD_EX_CONFIG;
+    }
+    if (config_check_stats(c, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
         return HUGD_EX_CONFIG;
     }
     return 0;

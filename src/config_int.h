@@ -41,7 +41,7 @@ struct setting {
 };
 
 /* Rows in config_table; a static assertion in config.c keeps it honest. */
-#define CONFIG_NSETTINGS 49
+#define CONFIG_NSETTINGS 53
 
 extern const struct setting config_table[CONFIG_NSETTINGS];
 

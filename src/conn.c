@@ -436,6 +436,8 @@ static void account_response(struct conn *c)
     }
     access_log(c);
     c->requests++;
+    worker_count_response(c->w, c->resp.status,
+                          c->req.started_at > 0 ? ev_now(c->w->loop) - c->req.started_at : 0);
     worker_request_done(c->w);
 }
 

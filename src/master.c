@@ -159,6 +159,8 @@ static void enqueue(int fd, const struct chan_msg *msg, const char *data)
     if (msg->datalen)
         memcpy(M.q[tail].data, data, msg->datalen);
     M.qlen++;
+    if (M.qlen > M.sb->totals.queued_max)
+        M.sb->totals.queued_max = M.qlen;
     if (M.qlen == M.qcap) {
         /* Full: the kernel's backlog holds the rest until a worker frees. */
         pause_accepting(1);
@@ -225,6 +227,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
             M.accept_paused = 2;
             return;
         }
+        M.sb->totals.accepted++;
         msg.type = CHAN_CONN;
         msg.listener = (uint16_t)li;
         msg.peerlen = sl;
@@ -638,6 +641,9 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
     ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     ev_timer_start(M.loop, &M.tick_w);
 
+    int rc = stats_open(inh);
+    if (rc)
+        return rc;
     adopt(inh);
     if (inh->upgrade_fd >= 0)
         upgrade_watch_old(inh->upgrade_fd);
@@ -732,6 +738,7 @@ int master_serve(int app_ok)
         ev_run(M.loop, 0);
     }
     master_close_listeners(!M.handover);
+    stats_close();
     if (M.cfg->pidfile)
         pidfile_remove(M.cfg->pidfile);
     log_info("stopped");

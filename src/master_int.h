@@ -24,6 +24,7 @@ struct wproc {
     int replaced_by; /* slot + 1 of the worker starting in its place */
     int old_gen;     /* runs the code from before a HUP */
     int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
+    int recycled;    /* replaced on purpose: the stats_reason, + 1 (0: not) */
 };
 
 struct queued {
@@ -54,7 +55,6 @@ struct master {
     /* Scaling's bounds (master_scale.c): the configuration's, moved by
      * TTIN and TTOU; equal, scaling is off. */
     int min_workers, max_workers;
-    uint64_t scaled_up, scaled_down, memory_replaced; /* events, for the stats */
     int app_ok;
     struct queued *q;
     int qhead, qlen, qcap;
@@ -157,5 +157,18 @@ void upgrade_ready(void);                 /* our generation is up: tell the old 
 int upgrade_forward(int fd, const struct chan_msg *msg, const char *data);
 void upgrade_watch_old(int fd);
 void reload_run_waiting(void); /* a HUP or USR2 that came while one was under way */
+
+/* master_stats.c: the stats endpoint (stats_bind), served by the loop */
+struct inherited;
+int stats_open(const struct inherited *inh); /* 0 or an exit code */
+void stats_close(void);                      /* at exit */
+void stats_close_in_child(void);             /* a worker just forked */
+
+/* master_stats_collect.c: the figures */
+void stats_worker_gone(int slot, int status); /* before its slot is reset */
+struct stats_snapshot;
+/* Fill s from the master's tables; s->w and s->ls are malloc'd (free
+ * both), NULL without memory. */
+void stats_collect(struct stats_snapshot *s);
 
 #endif

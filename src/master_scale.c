@@ -13,6 +13,7 @@
 
 #include "hugd/log.h"
 #include "hugd/scaler.h"
+#include "hugd/stats.h"
 #include "master_int.h"
 
 #define MEMORY_CHECK_MS 1000
@@ -80,7 +81,7 @@ static void decide(int64_t now)
     int d = scaler_decide(&cfg, &S, &s);
     if (d > 0) {
         M.target = s.serving + s.starting + d;
-        M.scaled_up++;
+        M.sb->totals.scale_up++;
         log_info("scaling up: %d connection(s) waiting, %d of %d workers busy; starting %d (%d "
                  "workers, at most %d)",
                  s.waiting, s.busy, s.serving, d, M.target, M.max_workers);
@@ -90,7 +91,8 @@ static void decide(int64_t now)
         if (i < 0)
             return; /* none in its loop right now: the next tick asks again */
         M.target = s.serving - 1;
-        M.scaled_down++;
+        M.sb->totals.scale_down++;
+        M.w[i].recycled = STATS_SCALE_DOWN + 1;
         log_info("scaling down: retiring worker %d (pid %d), idle; %d workers, at least %d", i,
                  (int)M.w[i].pid, M.target, M.min_workers);
         workers_retire(i);
@@ -132,8 +134,9 @@ static void check_memory(int64_t now)
     int i = slot[j];
     log_warnx("worker %d (pid %d) holds %lld MiB, above max_worker_memory (%lld MiB): replacing it",
               i, (int)M.w[i].pid, (long long)(rss[j] >> 20), cap >> 20);
-    M.memory_replaced++;
     workers_replace(i, "passed max_worker_memory");
+    if (M.w[i].replaced_by)
+        M.w[i].recycled = STATS_MEMORY + 1;
 }
 
 void scale_tick(int64_t now)

@@ -70,8 +70,11 @@ static int read_channel(struct wproc *wp)
             conns_given_back(slot, &m, data);
         else if (m.type == CHAN_CLOSED)
             conns_closed(slot, data, m.datalen);
-        if (m.type == CHAN_RETIRE)
+        if (m.type == CHAN_RETIRE) {
             workers_replace((int)(wp - M.w), "reached max_requests");
+            if (wp->replaced_by)
+                wp->recycled = STATS_MAX_REQUESTS + 1;
+        }
     }
     return said_free;
 }
@@ -165,6 +168,7 @@ static void spawn(int i)
             close(M.upgrade_fd);
         close(M.sb_fd);
         conns_close_inherited();
+        stats_close_in_child();
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = M.cfg;
@@ -349,6 +353,7 @@ void workers_reaped(pid_t pid, int status)
         LOG_AT(expected && WTERMSIG(status) != SIGABRT ? LOG_LVL_INFO : LOG_LVL_ERROR, 0,
                "worker %d (pid %d) killed by signal %d (%s)", i, (int)pid, WTERMSIG(status),
                strsignal(WTERMSIG(status)));
+    stats_worker_gone(i, status);
     int was_expected = wp->retiring || wp->old_gen;
     ev_io_stop(M.loop, &wp->ch_w);
     wp->retiring = 1; /* a CHAN_RETIRE from the dead asks for nothing */

@@ -254,6 +254,18 @@ void worker_request_done(struct worker *w)
     }
 }
 
+void worker_count_response(struct worker *w, int status, double seconds)
+{
+    struct sb_slot *s = w->slot;
+    uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
+    if (status >= 100 && status < 600)
+        sb_add(&s->by_class[status / 100 - 1], 1);
+    sb_add(&s->resp_hist[stats_bucket(seconds)], 1);
+    sb_add(&s->resp_us_sum, us);
+    if (us > atomic_load_explicit(&s->resp_us_max, memory_order_relaxed))
+        atomic_store_explicit(&s->resp_us_max, us, memory_order_relaxed);
+}
+
 /* How often the "holding too much output" warning may repeat. */
 #define OUTPUT_WARN_MS 60000
 

@@ -6,9 +6,13 @@ cd "$(dirname "$0")/.."
 # clang and libclang-rt-14-dev: the sanitizer build and the libFuzzer targets (tests/run.sh).
 # haproxy, nginx-light and iproute2: tests/test_fleet.py (the proxies in front of several hugd
 # hosts, each in a network namespace) and tests/test_proxy.py.
+# python3-prometheus-client: tests/test_stats.py parses /metrics with it.
+# tmux: tests/test_top.py runs `hugd top` in a terminal; gnuplot-nox draws
+# tests/bench/scaling_plot.py's picture.
 packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
           python3-hug python3-falcon python3-pytest python3-requests locales
-          clang libclang-rt-14-dev haproxy nginx-light iproute2)
+          clang libclang-rt-14-dev haproxy nginx-light iproute2 python3-prometheus-client
+          tmux gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

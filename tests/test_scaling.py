@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from hugdtest import APPS, wait_for
+from hugdtest import APPS, free_port, wait_for
 from loadgen import LoadGen
+from test_stats import stats
 
 TARGET = "supervised_app:application"
 SCALING = ["--min-workers", "1", "--max-workers", "4", "--idle-timeout", "2"]
@@ -28,7 +29,8 @@ def test_burst_grows_the_pool_then_light_load_shrinks_it(hugd):
     new-connection clients on a 200 ms route for 5 s bring 4 workers
     within 2 s; then one client every 100 ms brings the pool back to 1
     within 6 s.  No request fails in either phase."""
-    srv = hugd.start(["-w", "1"] + SCALING + [TARGET], cwd=APPS, workers=1)
+    addr = f"127.0.0.1:{free_port()}"
+    srv = hugd.start(["-w", "1", "--stats-bind", addr] + SCALING + [TARGET], cwd=APPS, workers=1)
     burst = [LoadGen(srv.host, srv.port, path="/sleep?s=0.2", threads=8, deadline=20).start(),
              LoadGen(srv.host, srv.port, path="/sleep?s=0.2", threads=4, keepalive=False,
                      deadline=20).start()]
@@ -55,6 +57,12 @@ def test_burst_grows_the_pool_then_light_load_shrinks_it(hugd):
     assert all(lg.failures == 0 for lg in burst + [light]), rep + "\n" + srv.stderr[-3000:]
     assert srv.stderr.count("scaling down:") == 3, srv.stderr[-3000:]
     assert light.ok_records(since=time.monotonic() - 0.4), light.report()
+    # What /stats says of it: the live worker, the events, why workers went.
+    d = stats(addr)
+    assert [w["pid"] for w in d["workers"]] == srv.children(), (d["workers"], srv.children())
+    assert d["totals"]["scale_events"] == {"up": srv.stderr.count("scaling up:"), "down": 3}
+    assert d["totals"]["restarts"]["scale_down"] == 3, d["totals"]
+    assert d["master"]["workers"] == {"target": 1, "min": 1, "max": 4}, d["master"]
 
 
 @pytest.mark.timeout_s(60)
@@ -81,7 +89,9 @@ def test_steady_load_at_the_threshold_does_not_flap(hugd):
 def test_worker_past_max_worker_memory_is_replaced(hugd):
     """Every request leaks 10 MiB; under --max-worker-memory 200M each
     worker is replaced (its replacement first), and no request fails."""
-    srv = hugd.start(["-w", "2", "--max-worker-memory", "200M", TARGET], cwd=APPS, workers=2)
+    addr = f"127.0.0.1:{free_port()}"
+    srv = hugd.start(["-w", "2", "--stats-bind", addr, "--max-worker-memory", "200M", TARGET],
+                     cwd=APPS, workers=2)
     first = set(srv.children())
     leak = LoadGen(srv.host, srv.port, path="/leak?mb=10", threads=2, pause=0.02, deadline=40).start()
     other = LoadGen(srv.host, srv.port, path="/pid", threads=8, deadline=40).start()
@@ -96,6 +106,7 @@ def test_worker_past_max_worker_memory_is_replaced(hugd):
     assert leak.failures == 0 and other.failures == 0, rep + "\n" + srv.stderr[-3000:]
     assert "above max_worker_memory (200 MiB): replacing it" in srv.stderr
     assert workers(srv) == 2
+    assert wait_for(lambda: stats(addr)["totals"]["restarts"]["memory"] >= 2, 5), stats(addr)
 
 
 @pytest.mark.timeout_s(30)

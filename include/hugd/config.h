@@ -42,6 +42,12 @@ struct hugd_config {
     char *reload_extra_files; /* comma-separated, watched too with reload */
     char *virtualenv; /* a venv whose site-packages the interpreter uses; else $VIRTUAL_ENV */
 
+    char *stats_bind;          /* the master's stats endpoint (master_stats.c); NULL = off */
+    int stats_allow_remote;    /* stats_bind may be a non-loopback address */
+    double stats_timeout;      /* seconds one stats connection may last */
+    int stats_max_connections; /* stats connections at once */
+    int stats_bind_line;       /* config.c's own: stats_bind's line in config_file, 0 = not there */
+
     /* [workers] */
     int workers;                  /* the pool's size, or where a scaling one starts */
     int min_workers, max_workers; /* bounds of load-driven scaling; equal: it is off */
@@ -106,6 +112,11 @@ int config_load_file(struct hugd_config *c, const char *path, char *err, size_t 
  * with a message (without file and line) in err. */
 int config_set(struct hugd_config *c, const char *section, const char *key, const char *value,
                char *err, size_t errlen);
+
+/* The checks across keys, once the file and the command line are read:
+ * stats_bind off the loopback without stats_allow_remote.  0, or -1 with
+ * a whole message ("FILE:LINE: ..." or "hugd: --option: ...") in err. */
+int config_check_stats(const struct hugd_config *c, char *err, size_t len);
 
 /* Print the effective configuration as a valid INI file. */
 void config_print(const struct hugd_config *c, FILE *out);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hugd/stats.h"
+
 enum sb_state {
     SB_EMPTY = 0, /* no process */
     SB_BOOTING,   /* forked, not yet serving */
@@ -43,7 +45,41 @@ struct sb_slot {
      * worker's limit), and it takes no new one until one of its own
      * closes (the master clears it on its tick too, for another try). */
     _Atomic int full;
+
+    /* Worker-written per response, for the stats (stats.h): appended here,
+     * after every older field, so that those keep their offsets for code
+     * that already reads them.  Only the slot's worker writes them, so an
+     * increment is a plain load and store (sb_add), no locked instruction.
+     * A replaced worker's counts go into the board's totals first
+     * (master_stats_collect.c), so that no total ever goes down. */
+    _Atomic uint64_t by_class[STATS_NCLASSES]; /* responses 1xx .. 5xx */
+    _Atomic uint64_t resp_us_sum;              /* request start to response out, microseconds */
+    _Atomic uint64_t resp_us_max;
+    _Atomic uint64_t resp_hist[STATS_NBUCKETS]; /* per bucket of stats_bucket_le */
 } __attribute__((aligned(64)));
+
+/* Master-written, master-read: what the stats add up over workers that are
+ * gone, and the master's own counts.  In the board so that they survive a
+ * reload's exec (which keeps the board). */
+struct sb_totals {
+    uint64_t requests;
+    uint64_t by_class[STATS_NCLASSES];
+    uint64_t resp_us_sum;
+    uint64_t resp_hist[STATS_NBUCKETS];
+    uint64_t restarts[STATS_NREASONS];
+    uint64_t scale_up, scale_down; /* the scaler's */
+    uint64_t accepted;
+    uint64_t generation; /* reloads (HUP) applied */
+    int64_t started_ms;  /* monotonic, when this master (pid) started */
+    int queued_max;      /* most connections held in the master's queue at once */
+};
+
+/* One worker adds n to one of its own counters. */
+static inline void sb_add(_Atomic uint64_t *p, uint64_t n)
+{
+    atomic_store_explicit(p, atomic_load_explicit(p, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 
 /* The master keeps its own descriptor of every connection it hands out, so
  * that one idle between requests outlives its worker.  One record per
@@ -89,6 +125,7 @@ struct scoreboard {
      * shutdown_delay is over), SB_STOP_*. */
     _Atomic int health;
     _Atomic int stopping;
+    struct sb_totals totals; /* after the fields above, for the same reason */
     struct sb_slot slot[];
 };
 

@@ -60,6 +60,9 @@ void worker_conn_closed(struct worker *w, uint32_t id, int released);
 /* Tell the master which connections we are done with. */
 void worker_flush_closed(struct worker *w);
 void worker_request_done(struct worker *w);
+/* The same response, for the stats: its status and how long it took from
+ * the request's first byte (the loop's clock: no system call). */
+void worker_count_response(struct worker *w, int status, double seconds);
 /* A connection's response bytes held in memory went from `was` to `now`:
  * past max_pending_output the worker takes no new connection until slow
  * readers have taken enough of them. */

@@ -81,31 +81,28 @@ def current(w):
     req = w.get("request")
     if not req:
         return ""
-    what = f"{req.get('method', '')} {req.get('path', '')}".strip()
     age = req.get("age")
-    return f"{what} {age:.1f}s" if isinstance(age, (int, float)) else what
+    line = req.get("line", "")
+    return f"{line} {age:.1f}s" if isinstance(age, (int, float)) else line
 
 
 def lines(stats, rates, now, width):
     """The screen's text: header lines, then one line per worker."""
-    m = stats.get("master", stats)
+    m = stats.get("master", {})
+    pool = m.get("workers", {})
+    queue = m.get("queue", {})
     ws = sorted(stats.get("workers", []), key=lambda w: w.get("id", 0))
-    total = sum(w.get("requests", 0) for w in ws) + m.get("requests_of_gone_workers", 0)
-    totals = m.get("totals", {})
-    served = totals.get("requests", total) if isinstance(totals, dict) else total
-    rps = rates.rate("all", served, now)
+    rps = rates.rate("all", stats.get("totals", {}).get("requests", 0), now)
     states = {}
     for w in ws:
         states[w.get("state", "?")] = states.get(w.get("state", "?"), 0) + 1
     head = [
         f"hugd {m.get('version', '')}  master {m.get('pid', '?')}  up {m.get('uptime', 0):.0f}s"
-        f"  generation {m.get('generation', 0)}",
-        f"workers {len(ws)} (target {m.get('target_workers', '?')}, min {m.get('min_workers', '?')},"
-        f" max {m.get('max_workers', '?')})  "
-        + " ".join(f"{k} {v}" for k, v in sorted(states.items())),
-        f"queue {m.get('queue', 0)} (max {m.get('queue_max', 0)})  "
-        f"requests/s {rps:.0f}" if rps is not None else
-        f"queue {m.get('queue', 0)} (max {m.get('queue_max', 0)})  requests/s -",
+        f"  reloads {m.get('generation', 0)}",
+        f"workers {len(ws)} (target {pool.get('target', '?')}, min {pool.get('min', '?')},"
+        f" max {pool.get('max', '?')})  " + " ".join(f"{k} {v}" for k, v in sorted(states.items())),
+        f"queue {queue.get('now', 0)} (max {queue.get('max', 0)})  requests/s "
+        + ("-" if rps is None else f"{rps:.0f}"),
         "",
         f"{'ID':>4} {'PID':>7} {'STATE':<9}{'REQ/S':>7} {'REQUESTS':>9} {'RSS':>7}  REQUEST",
     ]

@@ -567,6 +567,46 @@ static void test_health_path(void)
     config_free(&c);
 }
 
+static void test_stats_bind(void)
+{
+    struct hugd_config c;
+    static const char *const local[] = {"127.0.0.1:9100", "127.9.8.7:1",
+                                        "[::1]:9100",     "[::ffff:127.0.0.1]:9",
+                                        "localhost:9100", "unix:/tmp/s.sock"};
+    static const char *const remote[] = {"0.0.0.0:9100", "10.0.0.1:9100", "[::]:9100",
+                                         "example.com:9100"};
+    for (size_t i = 0; i < sizeof local / sizeof *local; i++) {
+        EXPECT_INT(run(&c, "--stats-bind", local[i], "app", NULL), 0);
+        EXPECT_STR(c.stats_bind, local[i]);
+        config_free(&c);
+    }
+    for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
+        EXPECT_INT(run(&c, "--stats-bind", remote[i], "app", NULL), HUGD_EX_CONFIG);
+        EXPECT_HAS(err_text, "is not a loopback address");
+        EXPECT_HAS(err_text, "--stats-allow-remote");
+        config_free(&c);
+        EXPECT_INT(run(&c, "--stats-bind", remote[i], "--stats-allow-remote", "app", NULL), 0);
+        config_free(&c);
+    }
+    EXPECT_INT(run(&c, "--stats-bind", "nowhere", "app", NULL), HUGD_EX_USAGE);
+    config_free(&c);
+    EXPECT_INT(run(&c, "app", NULL), 0);
+    EXPECT_STR(c.stats_bind, NULL);
+    EXPECT_INT(c.stats_max_connections, 16);
+    EXPECT_DBL(c.stats_timeout, 5);
+    config_free(&c);
+    /* From a file: its line; the command line may allow it after all. */
+    const char *path = write_tmp("[server]\nstats_bind = 0.0.0.0:9100\n");
+    EXPECT_INT(run(&c, "-c", path, "app", NULL), HUGD_EX_CONFIG);
+    EXPECT_HAS(err_text, ":2: stats_bind: '0.0.0.0:9100' is not a loopback address");
+    EXPECT_HAS(err_text, "stats_allow_remote = yes");
+    config_free(&c);
+    EXPECT_INT(run(&c, "-c", path, "--stats-allow-remote", "app", NULL), 0);
+    config_free(&c);
+    EXPECT_INT(run(&c, "-c", path, "--stats-bind", "127.0.0.1:1", "app", NULL), 0);
+    config_free(&c);
+}
+
 static void test_sizes(void)
 {
     static const struct {
@@ -856,6 +896,7 @@ int main(void)
     test_file_errors();
     test_config_set();
     test_health_path();
+    test_stats_bind();
     test_sizes();
     test_cli();
     test_round_trip();
