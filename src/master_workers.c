@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hugd/log.h"
@@ -152,6 +153,10 @@ static void spawn(int i)
     sigaddset(&hold, SIGQUIT);
     sigaddset(&hold, SIGUSR1);
     sigprocmask(SIG_BLOCK, &hold, &was);
+    /* How long the master's loop stands still for a fork: it grows with
+     * the application's memory (the page tables are copied). */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     PyEval_RestoreThread(M.py);
     PyOS_BeforeFork();
     pid_t pid = fork();
@@ -182,6 +187,7 @@ static void spawn(int i)
     int e = errno;
     PyOS_AfterFork_Parent();
     M.py = PyEval_SaveThread();
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     sigprocmask(SIG_SETMASK, &was, NULL);
     close(fds[1]);
     if (pid < 0) {
@@ -196,7 +202,8 @@ static void spawn(int i)
     wp->ch = fds[0];
     atomic_store(&s->accepting, 1);
     workers_watch(i);
-    log_info("worker %d started (pid %d)", i, (int)pid);
+    log_info("worker %d started (pid %d; the fork held the master %.2f ms)", i, (int)pid,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 }
 
 static int free_slot(void)

@@ -57,3 +57,21 @@ def test_systemd_units_verify(workdir):
     problems = [l for l in (p.stdout + p.stderr).splitlines()
                 if "hugd" in l and "www-data" not in l]
     assert not problems, "\n".join(problems)
+
+
+def test_the_man_page_has_every_option_and_key():
+    """conf/hugd.1 (installed by meson install) names every option --help
+    lists and every INI key --check-config prints."""
+    man = (REPO / "conf" / "hugd.1").read_text().replace("\\-", "-")
+    helptext = subprocess.run([HUGD_BIN, "--help"], capture_output=True, text=True,
+                              timeout=10).stdout
+    options = set(re.findall(r"(--[a-z][a-z-]*)", helptext))
+    assert len(options) > 40, helptext
+    missing = sorted(o for o in options if not re.search(re.escape(o) + r"\b", man))
+    assert not missing, missing
+    printed = subprocess.run([HUGD_BIN, "--check-config"], capture_output=True, text=True,
+                             timeout=10).stdout
+    keys = set(re.findall(r"^(\w+) =", printed, re.M))
+    assert len(keys) > 40, printed
+    missing = sorted(k for k in keys if not re.search(r"\b" + k + r"\b", man))
+    assert not missing, missing

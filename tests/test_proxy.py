@@ -326,6 +326,8 @@ def test_health_checks_behind_a_proxy_header(hugd, tmp_path):
     without the header, or from a peer not allowed to send one, is not the
     master's to answer: the worker refuses it once it is free."""
     srv = start(hugd, "--proxy-protocol", "--health-path", "/health", "--log-level", "debug")
+    # The first check is the worker's: until it serves, the master answers.
+    srv.wait_serving(1)
     c = srv.conn()
     assert health_after(c, v1("192.0.2.30", 30))[0] == 200
     busy = srv.conn()

@@ -2,6 +2,7 @@
 cap, under strict load (tests/loadgen.py: every request that does not end
 in a complete 200 counts, nothing retried).  The scaler's decisions on
 synthetic traces are tests/unit/test_scaler.c; here the real pool."""
+import re
 import signal
 import time
 
@@ -135,3 +136,30 @@ def test_scaling_is_off_by_default(hugd):
     out = srv.stdout
     n = int(next(line.split("=")[1] for line in out.splitlines() if line.startswith("workers =")))
     assert f"min_workers = {n}" in out and f"max_workers = {n}" in out, out
+
+
+@pytest.mark.timeout_s(60)
+def test_a_hup_keeps_the_bounds_ttin_set(hugd):
+    addr = f"127.0.0.1:{free_port()}"
+    srv = hugd.start(["-w", "1", "--stats-bind", addr] + SCALING + [TARGET], cwd=APPS, workers=1)
+    srv.signal(signal.SIGTTIN)
+    assert wait_for(lambda: workers(srv) == 2, 5)
+    srv.signal(signal.SIGHUP)
+    assert wait_for(lambda: "retiring 2 of the previous generation" in srv.stderr, 20), \
+        srv.stderr[-3000:]
+    assert wait_for(lambda: stats(addr)["master"]["workers"] == {"target": 2, "min": 2, "max": 4},
+                    5), stats(addr)["master"]
+    assert workers(srv) == 2
+
+
+def test_a_fork_of_a_hug_app_holds_the_master_briefly(hugd, workdir):
+    """What a step up costs the accept loop: the fork, timed by the master
+    (the Hug example, imported)."""
+    import shutil
+    from hugdtest import REPO
+    shutil.copy(REPO / "conf" / "hello.py", workdir)
+    srv = hugd.start(["-w", "4", "hello.py"], cwd=workdir, workers=4)
+    assert wait_for(lambda: srv.stderr.count("the fork held the master") >= 4, 5)
+    took = [float(x) for x in re.findall(r"the fork held the master (\d+\.\d+) ms", srv.stderr)]
+    print(f"\nforks of the Hug example held the master {', '.join(f'{t:.2f}' for t in took)} ms")
+    assert max(took) < 50, took
