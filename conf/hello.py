@@ -1,4 +1,5 @@
-"""The example Hug API the README serves: `build/hugd conf/hello.py`."""
+"""The example Hug API the README serves: `build/hugd conf/hello.py` (as root:
+`build/hugd --allow-root conf/hello.py`)."""
 import os
 
 import hug
