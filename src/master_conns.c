@@ -11,6 +11,8 @@
  * works, with plain stores. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +168,11 @@ void conns_worker_gone(int slot)
                 M.sent_bytes[fd].len = 0;
             }
             conns_unsent(fd);
+            /* The dead worker may have left a response corked there
+             * (conn.c, cork()): out with it, or it waits for the kernel's
+             * 200 ms limit. */
+            int zero = 0;
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;

@@ -247,6 +247,19 @@ static void engage(struct worker *w, unsigned seq)
     watch(w);
 }
 
+/* The call that has run for a tick may run long: push out the responses
+ * finished before it in the same batch (conn.c, cork()). */
+static void push_corked(struct worker *w, unsigned seq)
+{
+    struct mover *mv = &w->mover;
+    int x = OWN_NONE;
+    if (!atomic_compare_exchange_strong(&mv->own, &x, OWN_MOVER))
+        return;
+    if (atomic_load(&mv->app_seq) == seq)
+        conn_uncork_all(w);
+    end_pass(mv, OWN_NONE);
+}
+
 static void *run(void *arg)
 {
     struct worker *w = arg;
@@ -255,6 +268,7 @@ static void *run(void *arg)
     long tick_ns = mv->after_ns / 4 < 500000 ? 500000 : mv->after_ns / 4;
     struct timespec tick = {.tv_sec = tick_ns / 1000000000L, .tv_nsec = tick_ns % 1000000000L};
     int64_t after_ms = (mv->after_ns + 999999) / 1000000;
+    unsigned last_seq = 0;
     for (;;) {
         int ph = atomic_load(&mv->phase);
         if (ph != MOVER_RUNNING) {
@@ -265,8 +279,11 @@ static void *run(void *arg)
             continue;
         }
         unsigned seq = atomic_load(&mv->app_seq);
+        if ((seq & 1) && seq == last_seq && atomic_load(&mv->corked))
+            push_corked(w, seq); /* the same call as a tick ago */
         if ((seq & 1) && monotonic_ms() - atomic_load(&w->slot->busy_since_ms) >= after_ms)
             engage(w, seq);
+        last_seq = seq;
         clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, NULL);
     }
     return NULL;

@@ -2,6 +2,7 @@
 thread, include/hugd/mover.h): what moves, how fast, that nothing is lost,
 and that the application's own C calls are never interrupted."""
 import os
+import select
 import signal
 import subprocess
 import time
@@ -302,4 +303,56 @@ def test_moved_bytes_survive_the_receivers_death(hugd, tmp_path):
             os.kill(second, signal.SIGCONT)
         except ProcessLookupError:
             pass
+        close_all(conns)
+
+
+def test_responses_finished_ahead_of_a_long_request_are_not_held(hugd, tmp_path):
+    """Responses a worker finished in the same loop iteration as a long
+    request, but ahead of it, reach their clients within milliseconds of
+    the long one's start, not when it ends nor at the kernel's 200 ms limit
+    on corked output: they wait corked only until the mover's next tick
+    (conn.c, cork()).  One worker, and
+    --rebalance-busy-after so long that nothing moves, so that the batch
+    stays together: z keeps the worker busy while four fast requests, a
+    2 s one and four more fast ones arrive; whatever the batch's order, at
+    least four fast ones run ahead of the long one."""
+    srv = hugd.start(["-w", "1", "--rebalance-busy-after", "60", "move_app:application"],
+                     cwd=APPS, workers=1)
+    conns = [srv.conn() for _ in range(10)]
+    try:
+        for c in conns:
+            c.send(req("/fast"))
+            assert c.read_response().status == 200
+        z, slow, fast = conns[0], conns[1], conns[2:]
+        start_slow(srv, z, tmp_path, 0.3, name="z")
+        for f in fast[:4]:
+            f.send(req("/fast"))
+        mark = tmp_path / "long"
+        slow.send(req(f"/slow?s=2&mark={mark}"))
+        for f in fast[4:]:
+            f.send(req("/fast"))
+        z.settimeout(5)
+        assert z.read_response().status == 200
+        assert wait_for(mark.exists, 5, interval=0.002), "the long request never started"
+        started = time.monotonic()
+        # When each fast response arrives, relative to the long one's start.
+        pending = {f.sock: f for f in fast}
+        arrived = []
+        deadline = started + 5
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(pending), [], [], deadline - time.monotonic())
+            for s in ready:
+                f = pending.pop(s)
+                arrived.append(time.monotonic() - started)
+                f.settimeout(5)
+                r = f.read_response()
+                assert r.status == 200 and r.body.strip().isdigit(), r
+        assert not pending, "fast requests unanswered after 5 s"
+        early = sorted(arrived)[:4]
+        # Without the mover's push they would come at the kernel's 200 ms
+        # limit on corked data.
+        assert early[-1] < 0.1, [f"{t * 1000:.0f} ms" for t in sorted(arrived)]
+        slow.settimeout(5)
+        assert slow.read_response().status == 200
+    finally:
         close_all(conns)

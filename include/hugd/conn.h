@@ -146,6 +146,9 @@ struct conn {
      * copy (conn_sweep). */
     int given_away;
     int move_input; /* the mover saw input arrive (mover-owned) */
+    int tcp;        /* TCP: its responses may go out corked */
+    int corked;     /* on the worker's corked list (conn_uncork_all) */
+    struct conn *corked_next;
 };
 
 /* Take over a connection handed over by the master. */
@@ -172,6 +175,11 @@ enum conn_move conn_move_plan(const struct conn *c);
 /* Give it back to the master with the bytes not yet run.  0, or -1 (the
  * channel is full: it stays). */
 int conn_give_away(struct conn *c);
+
+/* Push out the responses held corked in the kernel (see cork() in
+ * conn.c): at the end of a loop iteration's batch, or from the mover when
+ * one call of the batch lasts.  No Python, no loop. */
+void conn_uncork_all(struct worker *w);
 
 /* Main thread, at a point where no list of connections is being walked:
  * let go of what the mover gave away. */

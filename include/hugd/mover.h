@@ -34,7 +34,11 @@
  *     reader or produced by a generator, a closing connection: stay, and
  *     go on once the application returns (they hold state only this worker
  *     has);
- *   - connections still in the channel from the master: straight back. */
+ *   - connections still in the channel from the master: straight back.
+ *
+ * Responses the main thread finished earlier in the same batch wait
+ * corked in the kernel until the batch ends (conn.c, cork()): once one
+ * call of the batch has lasted a tick of the mover, it pushes them out. */
 #ifndef HUGD_MOVER_H
 #define HUGD_MOVER_H
 
@@ -62,6 +66,7 @@ struct mover {
     long after_ns;
     int64_t busy_after_ms;            /* while no worker is free: see mover_start */
     int moved;                        /* connections were given away: the main thread sweeps */
+    _Atomic int corked;               /* responses wait corked (conn_uncork_all) */
     _Atomic unsigned long long moves; /* how many, ever (for the log) */
     int nstash;
     struct {

@@ -26,8 +26,9 @@ struct worker {
     ev_async signal_w;
     ev_prepare prepare_w;
     ev_timer drain_w;
-    struct conn *conns; /* every open connection */
-    struct conn *ready; /* connections with input waiting (conn_run_ready) */
+    struct conn *conns;  /* every open connection */
+    struct conn *ready;  /* connections with input waiting (conn_run_ready) */
+    struct conn *corked; /* responses held in the kernel until the batch ends */
     ev_check check_w;
     int nconns;
     int draining;
