@@ -20,16 +20,15 @@
 #include "hugd/conn.h"
 #include "hugd/forwarded.h"
 #include "hugd/log.h"
-#include "hugd/worker.h"
 
 void conn_client_start(struct conn *c)
 {
     c->proxy_state = CONN_PROXY_OFF;
-    if (!c->w->cfg->proxy_protocol)
+    if (!c->pool->cfg->proxy_protocol)
         return;
     const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
     c->proxy_state =
-        addrmatch_peer(&c->w->proxy_allow, sa) ? CONN_PROXY_WANTED : CONN_PROXY_REFUSED;
+        addrmatch_peer(&c->pool->proxy_allow, sa) ? CONN_PROXY_WANTED : CONN_PROXY_REFUSED;
 }
 
 static int refuse(struct conn *c, const char *why)
@@ -89,7 +88,7 @@ size_t conn_client_carry(const struct conn *c, uint8_t *out)
 void conn_client_forwarded(struct conn *c)
 {
     struct http_request *r = &c->req;
-    const struct addrmatch *trusted = &c->w->forwarded_allow;
+    const struct addrmatch *trusted = &c->pool->forwarded_allow;
     if (!trusted->any && trusted->n == 0)
         return;
     int ok;

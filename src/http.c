@@ -10,7 +10,6 @@
 #include "hugd/ascii.h"
 #include "hugd/http_rules.h"
 #include "hugd/log.h"
-#include "hugd/worker.h"
 
 static struct http_limits limits = {8190, 100, 8190, 0, 1 << 20};
 static llhttp_settings_t settings;
@@ -20,34 +19,34 @@ void http_set_limits(const struct http_limits *l)
     limits = *l;
 }
 
-static struct conn *conn_of(llhttp_t *p)
+static struct http_request *req_of(llhttp_t *p)
 {
-    return (struct conn *)p->data;
+    return (struct http_request *)p->data;
 }
 
 static int fail(llhttp_t *p, int status)
 {
-    conn_of(p)->req.error_status = status;
+    req_of(p)->error_status = status;
     return -1;
 }
 
 static int refuse(llhttp_t *p, int status, const char *why)
 {
-    conn_of(p)->req.error_why = why;
+    req_of(p)->error_why = why;
     return fail(p, status);
 }
 
 static int on_message_begin(llhttp_t *p)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     r->started = 1;
-    r->started_at = ev_now(conn_of(p)->w->loop);
+    r->started_at = r->now;
     return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     if (r->url_len + len > limits.request_line)
         return fail(p, 414);
     if (r->url_len == 0)
@@ -61,7 +60,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
  * request refused before its head is complete is logged as far as it got. */
 static int on_method_complete(llhttp_t *p)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     r->method = (uint8_t)llhttp_get_method(p);
     r->have_method = 1;
     return 0;
@@ -69,7 +68,7 @@ static int on_method_complete(llhttp_t *p)
 
 static int on_version_complete(llhttp_t *p)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     r->major = llhttp_get_http_major(p);
     r->minor = llhttp_get_http_minor(p);
     r->have_version = 1;
@@ -81,14 +80,14 @@ static int on_version_complete(llhttp_t *p)
  * proxy checked.  They are read, bounded and dropped. */
 static int on_trailer(llhttp_t *p, size_t len)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     r->trailer_len += (uint32_t)len;
     return r->trailer_len > limits.field_size ? fail(p, 431) : 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     if (r->head_done)
         return on_trailer(p, len);
     struct http_header *h;
@@ -119,7 +118,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     if (r->head_done)
         return on_trailer(p, len);
     if (r->nhdrs == 0)
@@ -160,7 +159,7 @@ static void note_field(struct field_notes *n, const struct http_header *h, const
  * does not enforce.  0, or fail()'s -1. */
 static int check_head(llhttp_t *p, const struct field_notes *n)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     const char *a = r->arena.p;
     if (n->empty_name)
         return refuse(p, 400, "a field with an empty name");
@@ -202,8 +201,7 @@ static int check_head(llhttp_t *p, const struct field_notes *n)
 
 static int on_headers_complete(llhttp_t *p)
 {
-    struct conn *c = conn_of(p);
-    struct http_request *r = &c->req;
+    struct http_request *r = req_of(p);
     r->head_done = 1;
     /* One pass over the headers: trim each value (llhttp drops the
      * whitespace before a value, not after; RFC 9110 5.5: neither belongs to
@@ -293,7 +291,7 @@ static int spool(struct http_request *r)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     r->body_size += len;
     if (limits.max_body && r->body_size > limits.max_body)
         return fail(p, 413);
@@ -319,7 +317,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
 static int on_chunk_header(llhttp_t *p)
 {
-    struct http_request *r = &conn_of(p)->req;
+    struct http_request *r = req_of(p);
     if (p->content_length == 0) {
         /* The last chunk: trailer fields follow, scanned like the head. */
         http_scan_trailers(&r->scan);
@@ -335,19 +333,19 @@ static int on_chunk_complete(llhttp_t *p)
 {
     if (p->flags & F_TRAILING)
         return 0; /* the last chunk, after its trailers */
-    conn_of(p)->req.chunk_line = 1;
+    req_of(p)->chunk_line = 1;
     return HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
-    conn_of(p)->req.complete = 1;
+    req_of(p)->complete = 1;
     /* Stop right after this request: a pipelined next one waits in the
      * input until this one has been answered. */
     return HPE_PAUSED;
 }
 
-void http_conn_init(struct conn *c)
+void http_reader_init(llhttp_t *p, struct http_request *r)
 {
     if (!settings.on_message_complete) {
         llhttp_settings_init(&settings);
@@ -363,9 +361,9 @@ void http_conn_init(struct conn *c)
         settings.on_chunk_complete = on_chunk_complete;
         settings.on_message_complete = on_message_complete;
     }
-    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
-    c->parser.data = c;
-    c->req.body_fd = -1;
+    llhttp_init(p, HTTP_REQUEST, &settings);
+    p->data = r;
+    r->body_fd = -1;
 }
 
 void http_request_reset(struct http_request *r)
@@ -439,24 +437,25 @@ static const char *why_for(int status)
 /* The end of every refused request: the status, the error log at info
  * level (at most a line a second for each status, see log_limited), and
  * the rest of the input dropped: the connection closes after the answer. */
-static enum http_feed_result refused(struct conn *c, llhttp_errno_t e)
+static enum http_feed_result refused(llhttp_t *p, struct buf *in, llhttp_errno_t e)
 {
     static const int kinds[] = {400, 408, 413, 414, 417, 431, 500, 501, 505};
     static struct log_limit limit[sizeof(kinds) / sizeof(kinds[0]) + 1];
-    struct http_request *r = &c->req;
+    struct http_request *r = req_of(p);
     const char *why = r->error_why;
     if (!r->error_status) {
         r->error_status = status_for(e);
-        why = llhttp_get_error_reason(&c->parser); /* llhttp's own finding */
+        why = llhttp_get_error_reason(p); /* llhttp's own finding */
     }
     if (!why)
         why = why_for(r->error_status);
     size_t k = 0;
     while (k < sizeof(kinds) / sizeof(kinds[0]) && kinds[k] != r->error_status)
         k++;
-    log_limited(&limit[k], LOG_LVL_INFO, "refused a request from %s: %d %s: %s", c->peer_addr,
-                r->error_status, http_reason(r->error_status), why);
-    c->in.off = c->in.len;
+    log_limited(&limit[k], LOG_LVL_INFO, "refused a request from %s: %d %s: %s",
+                r->remote_addr ? r->remote_addr : "?", r->error_status,
+                http_reason(r->error_status), why);
+    in->off = in->len;
     return FEED_ERROR;
 }
 
@@ -464,12 +463,12 @@ static enum http_feed_result refused(struct conn *c, llhttp_errno_t e)
  * malformed; a method that is a token followed by a space is a request
  * hugd cannot serve: 501 (RFC 9110 9.1).  Until that space, the method
  * is scanned on (method_pending) and the input dropped. */
-static enum http_feed_result method_verdict(struct conn *c)
+static enum http_feed_result method_verdict(llhttp_t *p, struct buf *in)
 {
-    struct http_request *r = &c->req;
-    if (c->in.off < c->in.len)
-        http_scan_method(&r->scan, c->in.p + c->in.off, c->in.len - c->in.off);
-    c->in.off = c->in.len;
+    struct http_request *r = req_of(p);
+    if (in->off < in->len)
+        http_scan_method(&r->scan, in->p + in->off, in->len - in->off);
+    in->off = in->len;
     r->method_pending = 0;
     if (r->scan.method == METHOD_TOKEN) {
         r->error_status = 501;
@@ -483,7 +482,7 @@ static enum http_feed_result method_verdict(struct conn *c)
         r->method_pending = 1;
         return FEED_NEED_MORE;
     }
-    return refused(c, HPE_INVALID_METHOD);
+    return refused(p, in, HPE_INVALID_METHOD);
 }
 
 /* Before a chunk-size line: once it is all in, its extensions are
@@ -492,11 +491,10 @@ static enum http_feed_result method_verdict(struct conn *c)
  * and "=" (later versions have one, for part of it), and it refuses a
  * token-valued extension followed by another ("a=b;c").  The line is
  * bounded like a field line.  1: go on; 0: wait for more; -1: refused. */
-static int chunk_line(struct conn *c)
+static int chunk_line(struct http_request *r, struct buf *in)
 {
-    struct http_request *r = &c->req;
-    char *p = c->in.p + c->in.off;
-    size_t len = c->in.len - c->in.off;
+    char *p = in->p + in->off;
+    size_t len = in->len - in->off;
     char *lf = len ? memchr(p, '\n', len) : NULL;
     size_t n = lf ? (size_t)(lf - p) : len;
     if (n > limits.field_size) {
@@ -518,26 +516,26 @@ static int chunk_line(struct conn *c)
     if (size > 0 && (size_t)size < n) {
         /* The digits move up to the CRLF; what was before is consumed. */
         memmove(p + n - (size_t)size, p, (size_t)size);
-        c->in.off += n - (size_t)size;
+        in->off += n - (size_t)size;
     }
     return 1;
 }
 
-enum http_feed_result http_feed(struct conn *c)
+enum http_feed_result http_feed(llhttp_t *p, struct buf *in)
 {
-    struct http_request *r = &c->req;
+    struct http_request *r = req_of(p);
     if (r->method_pending)
-        return method_verdict(c);
+        return method_verdict(p, in);
     for (;;) {
         if (r->chunk_line) {
-            int rc = chunk_line(c);
+            int rc = chunk_line(r, in);
             if (rc < 0)
-                return refused(c, HPE_OK);
+                return refused(p, in, HPE_OK);
             if (rc == 0)
                 return FEED_NEED_MORE;
         }
-        const char *start = c->in.p + c->in.off;
-        size_t len = c->in.len - c->in.off, feed = len;
+        const char *start = in->p + in->off;
+        size_t len = in->len - in->off, feed = len;
         if (len == 0)
             return FEED_NEED_MORE;
         /* The head's line rules are checked ahead of llhttp, which only
@@ -547,35 +545,35 @@ enum http_feed_result http_feed(struct conn *c)
         const char *why = NULL;
         if (!r->scan.done)
             feed = http_scan(&r->scan, start, len, &bad, &why);
-        llhttp_errno_t e = feed ? llhttp_execute(&c->parser, start, feed) : HPE_OK;
+        llhttp_errno_t e = feed ? llhttp_execute(p, start, feed) : HPE_OK;
         if (e == HPE_OK) {
-            c->in.off += feed;
+            in->off += feed;
             if (bad) {
                 r->error_status = bad;
                 r->error_why = why;
-                return refused(c, e);
+                return refused(p, in, e);
             }
             continue; /* more after the end of the head, or nothing left */
         }
         if (e == HPE_PAUSED) {
-            c->in.off += (size_t)(llhttp_get_error_pos(&c->parser) - start);
+            in->off += (size_t)(llhttp_get_error_pos(p) - start);
             if (r->complete)
                 return FEED_REQUEST;
-            llhttp_resume(&c->parser); /* one of ours: before a chunk line or trailers */
+            llhttp_resume(p); /* one of ours: before a chunk line or trailers */
             continue;
         }
         if (e == HPE_INVALID_METHOD && !r->error_status) {
-            c->in.off = c->in.len; /* the scan saw all there is of the method */
-            return method_verdict(c);
+            in->off = in->len; /* the scan saw all there is of the method */
+            return method_verdict(p, in);
         }
-        return refused(c, e);
+        return refused(p, in, e);
     }
 }
 
-void http_next(struct conn *c)
+void http_next(llhttp_t *p)
 {
-    http_request_reset(&c->req);
-    llhttp_resume(&c->parser);
+    http_request_reset(req_of(p));
+    llhttp_resume(p);
 }
 
 const char *http_header(const struct http_request *r, const char *name, size_t *len)

@@ -16,7 +16,7 @@
 #include "hugd/balancer.h"
 #include "hugd/conn.h"
 #include "hugd/log.h"
-#include "hugd/worker.h"
+#include "hugd/scoreboard.h"
 
 static void futex_wait(_Atomic int *addr, int val)
 {
@@ -53,26 +53,26 @@ static void drain_eventfd(int fd)
 
 /* Connections the master sent just before the worker went into the
  * application: they were meant for a free worker, so straight back. */
-static void return_channel(struct worker *w)
+static void return_channel(struct mover *mv)
 {
-    struct mover *mv = &w->mover;
+    struct conn_pool *p = mv->pool;
     static char data[CHAN_MAX_DATA]; /* the mover's own: the main thread has another */
     while (mv->nstash < MOVER_STASH) {
         struct chan_msg m;
         int fd;
-        if (channel_recv(w->channel, &m, &fd, data) <= 0)
+        if (channel_recv(p->channel, &m, &fd, data) <= 0)
             return;
         if (m.type != CHAN_CONN) {
             if (fd >= 0)
                 close(fd);
             continue;
         }
-        atomic_fetch_add(&w->slot->received, 1);
+        atomic_fetch_add(&p->slot->received, 1);
         struct chan_msg back = m;
         back.type = CHAN_BACK;
-        if (channel_send(w->channel, &back, data) == 0) {
+        if (channel_send(p->channel, &back, data) == 0) {
             /* The master has its own descriptor of it. */
-            atomic_fetch_add(&w->slot->closed, 1);
+            atomic_fetch_add(&p->slot->closed, 1);
             if (fd >= 0)
                 close(fd);
             atomic_fetch_add(&mv->moves, 1);
@@ -129,17 +129,17 @@ static int watch_add(struct watchlist *wl, int fd, short events, struct conn *c)
  * connection, or once this call has run for busy_after anyway (then the
  * first worker to free up is likely sooner than this one).  Otherwise:
  * the number of milliseconds after which to ask again. */
-static int wait_before_moving(struct worker *w)
+static int wait_before_moving(struct mover *mv)
 {
-    struct mover *mv = &w->mover;
-    int64_t age = monotonic_ms() - atomic_load(&w->slot->busy_since_ms);
+    struct conn_pool *p = mv->pool;
+    int64_t age = monotonic_ms() - atomic_load(&p->slot->busy_since_ms);
     if (age >= mv->busy_after_ms)
         return 0;
-    if (!atomic_load(&w->sb->waiting)) {
+    if (!atomic_load(&p->sb->waiting)) {
         /* The master holds nothing for lack of a free worker: is one? */
-        for (int i = 0; i < w->sb->nslots; i++) {
-            const struct sb_slot *s = &w->sb->slot[i];
-            if (s != w->slot && balancer_is_free(s))
+        for (int i = 0; i < p->sb->nslots; i++) {
+            const struct sb_slot *s = &p->sb->slot[i];
+            if (s != p->slot && balancer_is_free(s))
                 return 0;
         }
     }
@@ -159,26 +159,26 @@ static int give_away(struct mover *mv, struct conn *c)
 
 /* One pass over the worker's connections: act on what can be done now,
  * list what has to be waited for.  Returns the poll timeout (ms). */
-static int plan(struct worker *w, struct watchlist *wl)
+static int plan(struct mover *mv, struct watchlist *wl)
 {
-    struct mover *mv = &w->mover;
+    struct conn_pool *p = mv->pool;
     int retry = 0;
     int wait = -1; /* not asked yet */
     wl->n = 0;
     watch_add(wl, mv->efd, POLLIN, NULL);
-    if (!w->draining)
-        watch_add(wl, w->channel, POLLIN, NULL);
-    for (struct conn *c = w->conns; c; c = c->next) {
+    if (!p->draining)
+        watch_add(wl, p->channel, POLLIN, NULL);
+    for (struct conn *c = p->conns; c; c = c->next) {
         if (c == mv->current)
             continue;
         enum conn_move m = conn_move_plan(c);
         if (m == MOVE_ON_INPUT && c->move_input)
             m = MOVE_NOW;
-        if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&w->sb->stopping))
+        if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&p->sb->stopping))
             continue; /* a stopping master could only close it: it waits for us */
         if (m == MOVE_NOW) {
             if (wait < 0)
-                wait = wait_before_moving(w);
+                wait = wait_before_moving(mv);
             if (wait > 0)
                 retry = wait; /* not yet: look again then */
             else if (give_away(mv, c) < 0)
@@ -192,14 +192,13 @@ static int plan(struct worker *w, struct watchlist *wl)
 
 /* Engaged: the main thread is inside the application and we own the
  * connections.  Returns when the main thread has taken them back. */
-static void watch(struct worker *w)
+static void watch(struct mover *mv)
 {
-    struct mover *mv = &w->mover;
     struct watchlist wl = {0};
-    for (struct conn *c = w->conns; c; c = c->next)
+    for (struct conn *c = mv->pool->conns; c; c = c->next)
         c->move_input = 0; /* what we saw last time, the main thread has read since */
-    int timeout = plan(w, &wl);
-    return_channel(w);
+    int timeout = plan(mv, &wl);
+    return_channel(mv);
     for (;;) {
         end_pass(mv, OWN_POLL);
         int n = poll(wl.pfd, (nfds_t)wl.n, timeout);
@@ -217,7 +216,7 @@ static void watch(struct worker *w)
                 continue;
             struct conn *c = wl.who[i];
             if (!c) {
-                return_channel(w);
+                return_channel(mv);
             } else {
                 /* The client sent: it has a request to run now.  plan()
                  * moves it, or waits a little if nobody could take it. */
@@ -226,16 +225,15 @@ static void watch(struct worker *w)
             }
         }
         if (again)
-            timeout = plan(w, &wl);
+            timeout = plan(mv, &wl);
     }
     drain_eventfd(mv->efd);
     free(wl.pfd);
     free(wl.who);
 }
 
-static void engage(struct worker *w, unsigned seq)
+static void engage(struct mover *mv, unsigned seq)
 {
-    struct mover *mv = &w->mover;
     int x = OWN_NONE;
     if (!atomic_compare_exchange_strong(&mv->own, &x, OWN_MOVER))
         return; /* the main thread is not inside the application */
@@ -244,26 +242,25 @@ static void engage(struct worker *w, unsigned seq)
         return;
     }
     drain_eventfd(mv->efd); /* left over from an earlier engagement */
-    watch(w);
+    watch(mv);
 }
 
 /* The call that has run for a tick may run long: push out the responses
  * finished before it in the same batch (conn.c, cork()). */
-static void push_corked(struct worker *w, unsigned seq)
+static void push_corked(struct mover *mv, unsigned seq)
 {
-    struct mover *mv = &w->mover;
     int x = OWN_NONE;
     if (!atomic_compare_exchange_strong(&mv->own, &x, OWN_MOVER))
         return;
     if (atomic_load(&mv->app_seq) == seq)
-        conn_uncork_all(w);
+        conn_uncork_all(mv->pool);
     end_pass(mv, OWN_NONE);
 }
 
 static void *run(void *arg)
 {
-    struct worker *w = arg;
-    struct mover *mv = &w->mover;
+    struct mover *mv = arg;
+    struct conn_pool *p = mv->pool;
     /* A quarter of the threshold: a call is noticed soon after it passes. */
     long tick_ns = mv->after_ns / 4 < 500000 ? 500000 : mv->after_ns / 4;
     struct timespec tick = {.tv_sec = tick_ns / 1000000000L, .tv_nsec = tick_ns % 1000000000L};
@@ -279,20 +276,20 @@ static void *run(void *arg)
             continue;
         }
         unsigned seq = atomic_load(&mv->app_seq);
-        if ((seq & 1) && seq == last_seq && atomic_load(&mv->corked))
-            push_corked(w, seq); /* the same call as a tick ago */
-        if ((seq & 1) && monotonic_ms() - atomic_load(&w->slot->busy_since_ms) >= after_ms)
-            engage(w, seq);
+        if ((seq & 1) && seq == last_seq && atomic_load(&p->corked_any))
+            push_corked(mv, seq); /* the same call as a tick ago */
+        if ((seq & 1) && monotonic_ms() - atomic_load(&p->slot->busy_since_ms) >= after_ms)
+            engage(mv, seq);
         last_seq = seq;
         clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, NULL);
     }
     return NULL;
 }
 
-int mover_start(struct worker *w, double after, double busy_after)
+int mover_start(struct mover *mv, struct conn_pool *pool, double after, double busy_after)
 {
-    struct mover *mv = &w->mover;
     memset(mv, 0, sizeof(*mv));
+    mv->pool = pool;
     mv->efd = -1;
     if (after <= 0)
         return 0;
@@ -308,7 +305,7 @@ int mover_start(struct worker *w, double after, double busy_after)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&mv->thread, NULL, run, w);
+    int e = pthread_create(&mv->thread, NULL, run, mv);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
         close(mv->efd);

@@ -1,6 +1,10 @@
 /* A worker process: takes connections from its channel and serves them in
- * one libev loop.  The GIL is released while the loop waits, so threads the
- * application started can run. */
+ * one libev loop.  Each loop iteration's callbacks only note what is to be
+ * done; then the batch (on_check) advances every connection that has
+ * something to do, one at a time, and makes every call into the
+ * application here: conn.c, http.c and wsgi*.c never call back up.  The
+ * GIL is released while the loop waits, so threads the application
+ * started can run. */
 #include "hugd/worker.h"
 
 #include <errno.h>
@@ -15,6 +19,7 @@
 #include "hugd/channel.h"
 #include "hugd/conn.h"
 #include "hugd/http.h"
+#include "hugd/wsgi.h"
 #include "hugd/log.h"
 #include "hugd/pyapp.h"
 #include "hugd/slowlog.h"
@@ -53,7 +58,7 @@ static void acquire_gil(struct ev_loop *loop)
 static void finish(struct worker *w) __attribute__((noreturn));
 static void finish(struct worker *w)
 {
-    worker_flush_closed(w);
+    conn_flush_closed(&w->pool);
     atomic_store(&w->slot->state, SB_DRAINING);
     log_info("exiting after %llu requests", (unsigned long long)atomic_load(&w->slot->requests));
     /* atexit handlers the application registered run here, as they would
@@ -95,7 +100,7 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
             m.type = CHAN_BACK;
             if (channel_send(w->channel, &m, data) < 0)
                 log_err(errno, "giving back a connection we could not take");
-            /* Not free until one of ours closes (worker_conn_closed) or
+            /* Not free until one of ours closes (conn.c resets full) or
              * the master lets us try again; said once in a while, not
              * once per connection. */
             atomic_store(&w->slot->full, 1);
@@ -104,28 +109,165 @@ static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
                 w->full_logged_ms = now;
                 log_errx("at the descriptor limit with %d connection(s): taking no new one "
                          "until descriptors are free",
-                         w->nconns);
+                         w->pool.nconns);
             }
         } else if (m.type == CHAN_CONN) {
             atomic_fetch_add(&w->slot->received, 1);
             w->told_free = 0;
-            /* Work arrived: not free until it has been run (conn_run_ready). */
+            /* Work arrived: not free until it has been run (run_ready). */
             if (!w->draining)
                 atomic_store(&w->slot->state, SB_QUEUED);
-            conn_start(w, fd, &m, data);
+            conn_start(&w->pool, fd, &m, data);
         } else if (fd >= 0) {
             close(fd);
         }
     }
 }
 
+/* The application, around each call into it (the iterable's close()
+ * included): the scoreboard shows the request, the timeout sees it, and the
+ * mover may move the other connections. */
+static void enter_app(struct worker *w, struct conn *c)
+{
+    struct sb_slot *s = w->slot;
+    const struct http_request *r = &c->req;
+    const char *method = llhttp_method_name((llhttp_method_t)r->method);
+    size_t pathlen = r->url_len;
+    /* Per call into the app (a streaming body may interleave with other
+     * requests): plain copies, no formatting. */
+    size_t ml = strlen(method);
+    if (ml > 16)
+        ml = 16;
+    if (pathlen > sizeof(s->request) - ml - 2)
+        pathlen = sizeof(s->request) - ml - 2;
+    memcpy(s->request, method, ml);
+    s->request[ml] = ' ';
+    memcpy(s->request + ml + 1, r->arena.p + r->url, pathlen);
+    s->request[ml + 1 + pathlen] = '\0';
+    c->resp.now = ev_now(w->loop);
+    atomic_store(&s->busy_since_ms, monotonic_ms());
+    atomic_store(&s->state, SB_BUSY);
+    w->told_free = 0;
+    mover_enter(&w->mover, c);
+}
+
+static void leave_app(struct worker *w)
+{
+    mover_leave(&w->mover);
+    /* Other connections have something to do: not free yet. */
+    int st = w->draining ? SB_DRAINING : w->pool.ready ? SB_QUEUED : SB_IDLE;
+    atomic_store(&w->slot->state, st);
+    atomic_store(&w->slot->busy_since_ms, 0);
+    /* The call may have been long: deadlines set from here on (keep-alive
+     * after this response, say) count from now, not from before it. */
+    ev_now_update(w->loop);
+}
+
+/* Let go of the application's objects for c's response. */
+static void finish_app(struct worker *w, struct conn *c)
+{
+    enter_app(w, c);
+    wsgi_finish(&c->req, &c->resp);
+    leave_app(w);
+}
+
+/* Take c as far as it goes: every call into the application it needs. */
+static void serve(struct worker *w, struct conn *c)
+{
+    for (;;) {
+        switch (conn_advance(c)) {
+        case CONN_NEED_NOTHING:
+            return;
+        case CONN_NEED_RESPOND:
+            enter_app(w, c);
+            wsgi_respond(&c->req, &c->resp);
+            leave_app(w);
+            break;
+        case CONN_NEED_PRODUCE: {
+            enter_app(w, c);
+            int rc = wsgi_produce(&c->req, &c->resp);
+            leave_app(w);
+            if (rc < 0)
+                conn_broken_response(c);
+            break;
+        }
+        case CONN_NEED_FINISH:
+            finish_app(w, c);
+            break;
+        }
+    }
+}
+
+static void run_ready(struct worker *w)
+{
+    struct conn_pool *p = &w->pool;
+    if (!p->ready)
+        return;
+    w->told_free = 0; /* busy now: free again later, and say so again */
+    struct conn *c;
+    while ((c = conn_next_ready(p)))
+        serve(w, c);
+    if (p->corked)
+        conn_uncork_all(p);
+    if (atomic_load(&w->slot->state) == SB_QUEUED)
+        atomic_store(&w->slot->state, SB_IDLE);
+}
+
+static void retire_if_served_enough(struct worker *w)
+{
+    uint64_t n = atomic_load_explicit(&w->slot->requests, memory_order_relaxed);
+    if (!w->max_requests || n < w->max_requests || w->retire_asked)
+        return;
+    /* The master starts the replacement first, then tells us to go. */
+    log_info("served %llu requests (max_requests): asking to be replaced", (unsigned long long)n);
+    if (channel_send_type(w->channel, CHAN_RETIRE) == 0)
+        w->retire_asked = 1;
+}
+
+/* How often the "holding too much output" warning may repeat. */
+#define OUTPUT_WARN_MS 60000
+
+/* Past max_pending_output of response bytes held for slow readers, the
+ * worker takes no new connection until they have taken enough of them. */
+static void check_output(struct worker *w)
+{
+    size_t held = w->pool.output_held;
+    long long cap = w->cfg->max_pending_output;
+    int full = cap > 0 && held > (unsigned long long)cap;
+    if (full == w->output_full)
+        return;
+    /* Refusing new connections, not dropping old ones: a client that does
+     * read, however slowly, loses nothing; those that never read go at
+     * write_timeout, and the master holds new connections meanwhile (or
+     * gives them to a worker that has room). */
+    w->output_full = full;
+    atomic_store(&w->slot->output_full, full);
+    if (!full) {
+        w->told_free = 0; /* free again: on_prepare says so if work waits */
+        return;
+    }
+    int64_t t = monotonic_ms();
+    if (!w->output_warned_ms || t - w->output_warned_ms >= OUTPUT_WARN_MS) {
+        w->output_warned_ms = t;
+        log_warnx("%zu bytes of responses wait for clients slow to read them "
+                  "(max_pending_output %lld): taking no new connection until they drain; "
+                  "lower write_timeout or raise max_pending_output",
+                  held, cap);
+    }
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
-    (void)loop;
     (void)p;
     (void)revents;
     struct worker *w = self;
-    worker_flush_closed(w);
+    conn_flush_closed(&w->pool);
+    retire_if_served_enough(w);
+    check_output(w);
+    if (w->draining && w->pool.nconns == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
     /* About to wait: if the master holds connections for lack of a free
      * worker, tell it we are one.  One wake-up per free spell. */
     if (!w->told_free && !w->draining && atomic_load(&w->sb->waiting) &&
@@ -142,21 +284,21 @@ static void on_check(struct ev_loop *loop, ev_check *ck, int revents)
     (void)revents;
     struct worker *w = self;
     struct mover *mv = &w->mover;
-    conn_run_ready(w);
+    run_ready(w);
     /* Here no list of connections is being walked: let go of what the
      * mover gave away, and start what it took from the channel but could
      * not send back. */
     while (mv->moved || mv->nstash) {
         mv->moved = 0;
-        conn_sweep(w);
+        conn_sweep(&w->pool);
         int n = mv->nstash;
         mv->nstash = 0;
         for (int i = 0; i < n; i++) {
-            conn_start(w, mv->stash[i].fd, &mv->stash[i].msg, mv->stash[i].data);
+            conn_start(&w->pool, mv->stash[i].fd, &mv->stash[i].msg, mv->stash[i].data);
             free(mv->stash[i].data);
             mv->stash[i].data = NULL;
         }
-        conn_run_ready(w);
+        run_ready(w);
     }
 }
 
@@ -165,10 +307,15 @@ static void on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)t;
     (void)revents;
-    log_warnx("graceful timeout: closing %d connection(s) still open", self->nconns);
-    while (self->conns)
-        conn_close(self->conns);
-    finish(self);
+    struct worker *w = self;
+    log_warnx("graceful timeout: closing %d connection(s) still open", w->pool.nconns);
+    while (w->pool.conns) {
+        struct conn *c = w->pool.conns;
+        if (http_response_held(&c->resp))
+            finish_app(w, c);
+        conn_close(c);
+    }
+    finish(w);
 }
 
 static void start_drain(struct worker *w)
@@ -176,16 +323,17 @@ static void start_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = 1;
+    w->pool.draining = 1;
     atomic_store(&w->slot->state, SB_DRAINING);
     /* Connections the master sent before telling us to stop are ours to
      * serve: take them all in first. */
     on_channel(w->loop, &w->channel_w, EV_READ);
     ev_io_stop(w->loop, &w->channel_w);
-    for (struct conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
+    for (struct conn *c = w->pool.conns; c; c = c->next)
         conn_drain(c);
-    }
-    if (w->nconns == 0) {
+    /* What that gave back is closed by the batch (on_check), and the loop
+     * ends once nothing is left (on_prepare). */
+    if (w->pool.nconns == 0) {
         ev_break(w->loop, EVBREAK_ALL);
         return;
     }
@@ -207,143 +355,6 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
     }
     if (got_term)
         start_drain(self);
-}
-
-void worker_enter_app(struct worker *w, struct conn *c, const char *method, const char *path,
-                      size_t pathlen)
-{
-    struct sb_slot *s = w->slot;
-    /* Per call into the app (a streaming body may interleave with other
-     * requests): plain copies, no formatting. */
-    size_t ml = strlen(method);
-    if (ml > 16)
-        ml = 16;
-    if (pathlen > sizeof(s->request) - ml - 2)
-        pathlen = sizeof(s->request) - ml - 2;
-    memcpy(s->request, method, ml);
-    s->request[ml] = ' ';
-    memcpy(s->request + ml + 1, path, pathlen);
-    s->request[ml + 1 + pathlen] = '\0';
-    atomic_store(&s->busy_since_ms, monotonic_ms());
-    atomic_store(&s->state, SB_BUSY);
-    w->told_free = 0;
-    mover_enter(&w->mover, c);
-}
-
-void worker_leave_app(struct worker *w)
-{
-    mover_leave(&w->mover);
-    /* Other connections have input waiting: not free yet. */
-    int st = w->draining ? SB_DRAINING : w->ready ? SB_QUEUED : SB_IDLE;
-    atomic_store(&w->slot->state, st);
-    atomic_store(&w->slot->busy_since_ms, 0);
-    /* The call may have been long: deadlines set from here on (keep-alive
-     * after this response, say) count from now, not from before it. */
-    ev_now_update(w->loop);
-}
-
-void worker_request_done(struct worker *w)
-{
-    uint64_t n = atomic_fetch_add(&w->slot->requests, 1) + 1;
-    if (w->max_requests && n >= w->max_requests && !w->retire_asked) {
-        /* The master starts the replacement first, then tells us to go. */
-        log_info("served %llu requests (max_requests): asking to be replaced",
-                 (unsigned long long)n);
-        if (channel_send_type(w->channel, CHAN_RETIRE) == 0)
-            w->retire_asked = 1;
-    }
-}
-
-void worker_count_response(struct worker *w, int status, double seconds)
-{
-    struct sb_slot *s = w->slot;
-    uint64_t us = seconds > 0 ? (uint64_t)(seconds * 1e6) : 0;
-    if (status >= 100 && status < 600)
-        sb_add(&s->by_class[status / 100 - 1], 1);
-    sb_add(&s->resp_hist[stats_bucket(seconds)], 1);
-    sb_add(&s->resp_us_sum, us);
-    if (us > atomic_load_explicit(&s->resp_us_max, memory_order_relaxed))
-        atomic_store_explicit(&s->resp_us_max, us, memory_order_relaxed);
-}
-
-/* How often the "holding too much output" warning may repeat. */
-#define OUTPUT_WARN_MS 60000
-
-void worker_count_output(struct worker *w, size_t was, size_t now)
-{
-    w->output_held = w->output_held - was + now;
-    long long cap = w->cfg->max_pending_output;
-    int full = cap > 0 && w->output_held > (unsigned long long)cap;
-    if (full == w->output_full)
-        return;
-    /* Refusing new connections, not dropping old ones: a client that does
-     * read, however slowly, loses nothing; those that never read go at
-     * write_timeout, and the master holds new connections meanwhile (or
-     * gives them to a worker that has room). */
-    w->output_full = full;
-    atomic_store(&w->slot->output_full, full);
-    if (!full) {
-        w->told_free = 0; /* free again: on_prepare says so if work waits */
-        return;
-    }
-    int64_t t = monotonic_ms();
-    if (!w->output_warned_ms || t - w->output_warned_ms >= OUTPUT_WARN_MS) {
-        w->output_warned_ms = t;
-        log_warnx("%zu bytes of responses wait for clients slow to read them "
-                  "(max_pending_output %lld): taking no new connection until they drain; "
-                  "lower write_timeout or raise max_pending_output",
-                  w->output_held, cap);
-    }
-}
-
-/* Ids per CHAN_CLOSED message: small enough that one fits in the channel's
- * buffer while the master reads. */
-#define CLOSED_PER_MSG 1024
-
-void worker_flush_closed(struct worker *w)
-{
-    int sent = 0;
-    while (sent < w->nclosed) {
-        int n = w->nclosed - sent < CLOSED_PER_MSG ? w->nclosed - sent : CLOSED_PER_MSG;
-        struct chan_msg m;
-        memset(&m, 0, sizeof(m));
-        m.type = CHAN_CLOSED;
-        m.datalen = (uint32_t)((size_t)n * sizeof(uint32_t));
-        if (channel_send(w->channel, &m, w->closed_ids + sent) < 0)
-            break; /* the master is behind: the rest next time (the states say CLOSED meanwhile) */
-        sent += n;
-    }
-    if (sent > 0 && sent < w->nclosed)
-        memmove(w->closed_ids, w->closed_ids + sent,
-                (size_t)(w->nclosed - sent) * sizeof(uint32_t));
-    w->nclosed -= sent;
-}
-
-void worker_conn_closed(struct worker *w, uint32_t id, int released)
-{
-    atomic_fetch_add(&w->slot->closed, 1);
-    if (atomic_load(&w->slot->full))
-        atomic_store(&w->slot->full, 0);
-    if (released) {
-        if (w->nclosed == w->capclosed)
-            worker_flush_closed(w);
-        if (w->nclosed == w->capclosed) {
-            int cap = w->capclosed ? w->capclosed * 2 : CLOSED_PER_MSG;
-            uint32_t *p = realloc(w->closed_ids, (size_t)cap * sizeof(uint32_t));
-            if (p) {
-                w->closed_ids = p;
-                w->capclosed = cap;
-            } else {
-                /* The master keeps its copy until this worker exits: a
-                 * late close, not a lost request. */
-                log_err(ENOMEM, "cannot note a closed connection");
-            }
-        }
-        if (w->nclosed < w->capclosed)
-            w->closed_ids[w->nclosed++] = id;
-    }
-    if (w->draining && w->nconns == 0)
-        ev_break(w->loop, EVBREAK_ALL);
 }
 
 /* libev keeps its epoll descriptor to itself, and conn_close needs it to
@@ -411,12 +422,18 @@ void worker_main(struct worker *w)
         .body_in_memory = (uint64_t)cfg->body_buffer_size,
     };
     http_set_limits(&lim);
+    struct conn_pool *pool = &w->pool;
+    pool->cfg = cfg;
+    pool->sb = w->sb;
+    pool->slot = w->slot;
+    pool->channel = w->channel;
+    pool->nlisteners = w->nlisteners;
     char err[256];
     /* Both were checked when the configuration was read. */
-    if (addrmatch_parse(&w->proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
+    if (addrmatch_parse(&pool->proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
                         sizeof(err)) < 0)
         log_errx("proxy_allow_ips: %s; no peer may send a PROXY header", err);
-    if (addrmatch_parse(&w->forwarded_allow,
+    if (addrmatch_parse(&pool->forwarded_allow,
                         cfg->forwarded_allow_ips ? cfg->forwarded_allow_ips : "", err,
                         sizeof(err)) < 0)
         log_errx("forwarded_allow_ips: %s; no forwarded header is believed", err);
@@ -437,11 +454,14 @@ void worker_main(struct worker *w)
         log_crit(errno, "cannot create the event loop");
         _exit(3);
     }
-    w->epoll_fd = find_epoll_fd(w->loop, lowest);
+    pool->loop = w->loop;
+    pool->epoll_fd = find_epoll_fd(w->loop, lowest);
     if (slowlog_start(w->slot, cfg->slow_request_log) < 0)
         log_err(errno, "cannot start the thread of the slow request log; it is off");
-    if (mover_start(w, cfg->rebalance_after, cfg->rebalance_busy_after) < 0)
+    if (mover_start(&w->mover, pool, cfg->rebalance_after, cfg->rebalance_busy_after) < 0)
         log_err(errno, "cannot start the thread that moves connections; they stay put");
+    /* The mover bounds how long a corked response may wait (conn.c). */
+    pool->may_cork = w->mover.running;
     ev_set_loop_release_cb(w->loop, release_gil, acquire_gil);
     ev_io_init(&w->channel_w, on_channel, w->channel, EV_READ);
     ev_io_start(w->loop, &w->channel_w);

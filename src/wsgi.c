@@ -10,16 +10,10 @@
 #include "hugd/log.h"
 #include "wsgi_int.h"
 
-/* Body chunks at least this big are written from the bytes object itself
- * instead of being copied into the output buffer. */
-#define ZERO_COPY_MIN (64 << 10)
-/* write() blocks once this much is queued (PEP 3333: it must not buffer
- * without bound). */
-#define WRITE_HIGH_WATER (1 << 20)
+static void close_result(struct http_request *r, struct http_response *rp);
 
-static void print_exception(struct conn *c, const char *what)
+static void print_exception(const struct http_request *r, const char *what)
 {
-    const struct http_request *r = &c->req;
     log_errx("%s %s %.*s", what, llhttp_method_name((llhttp_method_t)r->method),
              (int)(r->url_len > 200 ? 200 : r->url_len), r->arena.p + r->url);
     PyObject *t, *v, *tb;
@@ -38,137 +32,30 @@ static void print_exception(struct conn *c, const char *what)
     PyErr_Clear();
 }
 
-void wsgi_send_headers(struct conn *c)
-{
-    struct http_response *rp = &c->resp;
-    struct http_request *r = &c->req;
-    int s = rp->status;
-    rp->no_body = r->method == HTTP_HEAD || s < 200 || s == 204 || s == 304;
-    int length_known = rp->content_length >= 0 || rp->no_body;
-    if (!length_known && r->minor >= 1 && r->major == 1)
-        rp->chunked = 1;
-    c->keepalive = http_keepalive(c->keepalive, rp->app_close, length_known || rp->chunked);
-    /* A stop that began while the application ran: the client is told
-     * now, not surprised by a close after a keep-alive response. */
-    if (rp->stopping && atomic_load(rp->stopping))
-        c->keepalive = 0;
-
-    struct buf *o = &c->out;
-    buf_append(o, rp->status_line.p, rp->status_line.len);
-    if (!rp->has_server)
-        buf_append(o, "Server: hugd\r\n", 14);
-    if (!rp->has_date) {
-        size_t dl;
-        const char *d = http_date_header(c->resp.now, &dl);
-        buf_append(o, d, dl);
-    }
-    buf_append(o, rp->head.p, rp->head.len);
-    if (rp->content_length >= 0 && !rp->length_from_app && s >= 200 && s != 204 && s != 304) {
-        char cl[48];
-        int n = snprintf(cl, sizeof(cl), "Content-Length: %lld\r\n", (long long)rp->content_length);
-        buf_append(o, cl, (size_t)n);
-    }
-    if (rp->chunked)
-        buf_append(o, "Transfer-Encoding: chunked\r\n", 28);
-    if (!c->keepalive)
-        buf_append(o, "Connection: close\r\n", 19);
-    else if (r->minor == 0)
-        buf_append(o, "Connection: keep-alive\r\n", 24);
-    buf_append(o, "\r\n", 2);
-    rp->headers_sent = 1;
-}
-
-void wsgi_append_body(struct conn *c, PyObject *bytes)
-{
-    struct http_response *rp = &c->resp;
-    size_t n = (size_t)PyBytes_GET_SIZE(bytes);
-    if (n == 0 || rp->no_body)
-        return;
-    if (rp->content_length >= 0 && rp->body_sent + n > (uint64_t)rp->content_length) {
-        /* More than promised: what goes past Content-Length would be read
-         * as the next response.  Cut it, and close after. */
-        log_warnx("application sent more than its Content-Length of %lld; truncated",
-                  (long long)rp->content_length);
-        n = (size_t)((uint64_t)rp->content_length - rp->body_sent);
-        c->keepalive = 0;
-        if (n == 0)
-            return;
-    }
-    rp->body_sent += n;
-    if (rp->pending) {
-        /* flush() writes out before pending: a later chunk must not pass the
-         * big one kept aside, so that one joins the buffer first. */
-        PyObject *big = rp->pending;
-        buf_append(&c->out, PyBytes_AS_STRING(big) + rp->pending_off,
-                   (size_t)PyBytes_GET_SIZE(big) - rp->pending_off);
-        wsgi_drop_pending(c);
-    }
-    const char *p = PyBytes_AS_STRING(bytes);
-    if (rp->chunked) {
-        char size[24];
-        int k = snprintf(size, sizeof(size), "%zx\r\n", n);
-        buf_append(&c->out, size, (size_t)k);
-        buf_append(&c->out, p, n);
-        buf_append(&c->out, "\r\n", 2);
-    } else if (n >= ZERO_COPY_MIN && !rp->pending && n == (size_t)PyBytes_GET_SIZE(bytes)) {
-        Py_INCREF(bytes);
-        rp->pending = bytes;
-        rp->pending_off = 0;
-    } else {
-        buf_append(&c->out, p, n);
-    }
-}
-
-int wsgi_flush_blocking(struct conn *c)
-{
-    /* Below the mark write() just queues; past it (or with a big bytes
-     * object kept aside, which write() may not hold past its return) the
-     * connection writes it all out first. */
-    if (buf_pending(&c->out) < WRITE_HIGH_WATER && !c->resp.pending)
-        return 0;
-    return c->resp.flush(c);
-}
-
-/* The end of the body: chunked terminator, length check. */
-static void end_body(struct conn *c)
-{
-    struct http_response *rp = &c->resp;
-    if (rp->chunked)
-        buf_append(&c->out, "0\r\n\r\n", 5);
-    else if (!rp->no_body && rp->content_length >= 0 &&
-             rp->body_sent < (uint64_t)rp->content_length) {
-        log_warnx("application sent %llu of its Content-Length of %lld; closing the connection",
-                  (unsigned long long)rp->body_sent, (long long)rp->content_length);
-        c->keepalive = 0;
-    }
-    rp->finished = 1;
-}
-
 /* Answer 500 if nothing went out yet; else the connection must close. */
-static int fail_response(struct conn *c, const char *what)
+static int fail_response(struct http_request *r, struct http_response *rp, const char *what)
 {
-    print_exception(c, what);
-    struct http_response *rp = &c->resp;
+    print_exception(r, what);
     if (!rp->headers_sent) {
-        buf_clear(&c->out);
-        wsgi_drop_pending(c);
+        buf_clear(&rp->out);
+        wsgi_drop_tail(rp);
         rp->status = 500;
         rp->chunked = 0;
-        c->keepalive = 0;
-        http_error_response(&c->out, 500, c->resp.now);
+        rp->keepalive = 0;
+        http_error_response(&rp->out, 500, rp->now);
         rp->finished = 1;
-        wsgi_finish(c);
+        close_result(r, rp);
         return 0;
     }
-    c->keepalive = 0;
+    rp->keepalive = 0;
     rp->finished = 1;
-    wsgi_finish(c);
+    close_result(r, rp);
     return -1;
 }
 
-static int no_status(struct conn *c)
+static int no_status(const struct http_response *rp)
 {
-    if (c->resp.status)
+    if (rp->status)
         return 0;
     PyErr_SetString(PyExc_RuntimeError, "the application returned without calling start_response");
     return -1;
@@ -176,9 +63,8 @@ static int no_status(struct conn *c)
 
 /* A list or tuple: everything is here, so the length is known and the
  * whole response goes out in one write. */
-static int respond_sequence(struct conn *c, PyObject *seq)
+static int respond_sequence(struct http_request *r, struct http_response *rp, PyObject *seq)
 {
-    struct http_response *rp = &c->resp;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     long long total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -190,23 +76,22 @@ static int respond_sequence(struct conn *c, PyObject *seq)
         }
         total += PyBytes_GET_SIZE(item);
     }
-    if (no_status(c) < 0)
+    if (no_status(rp) < 0)
         return -1;
     if (!rp->headers_sent) {
         if (rp->content_length < 0)
             rp->content_length = total;
-        wsgi_send_headers(c);
+        wsgi_send_headers(r, rp);
     }
     for (Py_ssize_t i = 0; i < n; i++)
-        wsgi_append_body(c, PySequence_Fast_GET_ITEM(seq, i));
-    end_body(c);
+        wsgi_append_body(rp, PySequence_Fast_GET_ITEM(seq, i));
+    wsgi_end_body(rp);
     return 0;
 }
 
 /* wsgi.file_wrapper over a real file: sendfile(2) from its position. */
-static int respond_file(struct conn *c, FileWrapper *fw)
+static int respond_file(struct http_request *r, struct http_response *rp, FileWrapper *fw)
 {
-    struct http_response *rp = &c->resp;
     if (rp->headers_sent)
         return 1; /* write() began the body: iterate the file into it */
     PyObject *fno = PyObject_CallMethod(fw->filelike, "fileno", NULL);
@@ -233,7 +118,7 @@ static int respond_file(struct conn *c, FileWrapper *fw)
             pos = (off_t)t;
     }
     PyErr_Clear();
-    if (no_status(c) < 0)
+    if (no_status(rp) < 0)
         return -1;
     uint64_t left = st.st_size > pos ? (uint64_t)(st.st_size - pos) : 0;
     if (rp->content_length < 0)
@@ -243,10 +128,10 @@ static int respond_file(struct conn *c, FileWrapper *fw)
     int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (dupfd < 0)
         return 1;
-    wsgi_send_headers(c);
+    wsgi_send_headers(r, rp);
     if (rp->no_body) {
         close(dupfd);
-        end_body(c);
+        wsgi_end_body(rp);
         return 0;
     }
     rp->file_fd = dupfd;
@@ -254,29 +139,28 @@ static int respond_file(struct conn *c, FileWrapper *fw)
     rp->file_left = left;
     rp->body_sent = left;
     if (left < (uint64_t)rp->content_length)
-        c->keepalive = 0;
+        rp->keepalive = 0;
     rp->finished = 1;
     return 0;
 }
 
 /* Pull until a non-empty chunk (headers wait for it: PEP 3333) or the end. */
-static int pull(struct conn *c)
+static int pull(struct http_request *r, struct http_response *rp)
 {
-    struct http_response *rp = &c->resp;
     for (;;) {
         PyObject *item = PyIter_Next(rp->iter);
         if (!item) {
             if (PyErr_Occurred())
                 return -1;
             Py_CLEAR(rp->iter);
-            if (no_status(c) < 0)
+            if (no_status(rp) < 0)
                 return -1;
             if (!rp->headers_sent) {
                 if (rp->content_length < 0)
                     rp->content_length = 0;
-                wsgi_send_headers(c);
+                wsgi_send_headers(r, rp);
             }
-            end_body(c);
+            wsgi_end_body(rp);
             return 0;
         }
         if (!PyBytes_Check(item)) {
@@ -289,25 +173,25 @@ static int pull(struct conn *c)
             Py_DECREF(item);
             continue;
         }
-        if (no_status(c) < 0) {
+        if (no_status(rp) < 0) {
             Py_DECREF(item);
             return -1;
         }
         if (!rp->headers_sent)
-            wsgi_send_headers(c);
-        wsgi_append_body(c, item);
+            wsgi_send_headers(r, rp);
+        wsgi_append_body(rp, item);
         Py_DECREF(item);
         if (rp->no_body) {
             /* HEAD: the headers are all that is sent. */
-            end_body(c);
+            wsgi_end_body(rp);
         }
         return 0;
     }
 }
 
-void wsgi_respond(struct conn *c)
+void wsgi_respond(struct http_request *r, struct http_response *rp)
 {
-    struct http_response *rp = &c->resp;
+    wsgi_drop_tail(rp); /* none: the last response was finished (wsgi_finish) */
     memset(&rp->headers_sent, 0, sizeof(*rp) - offsetof(struct http_response, headers_sent));
     rp->file_fd = -1;
     rp->content_length = -1;
@@ -315,12 +199,12 @@ void wsgi_respond(struct conn *c)
     buf_clear(&rp->head);
     buf_clear(&rp->status_line);
 
-    PyObject *sr = start_response_new(c);
-    PyObject *env = sr ? wsgi_build_environ(c) : NULL;
+    PyObject *sr = start_response_new(r, rp);
+    PyObject *env = sr ? wsgi_build_environ(r) : NULL;
     if (!env) {
         Py_XDECREF(sr);
         rp->start_resp = NULL;
-        fail_response(c, "Error building the environ for");
+        fail_response(r, rp, "Error building the environ for");
         return;
     }
     rp->start_resp = sr;
@@ -328,49 +212,50 @@ void wsgi_respond(struct conn *c)
     PyObject *result = PyObject_Vectorcall(wsgi_app, args, 2, NULL);
     Py_DECREF(env);
     if (!result) {
-        fail_response(c, "Error handling request");
+        fail_response(r, rp, "Error handling request");
         return;
     }
     rp->result = result;
     int rc;
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
-        rc = respond_sequence(c, result);
+        rc = respond_sequence(r, rp, result);
     } else {
         rc = 1;
         if (Py_IS_TYPE(result, &FileWrapper_Type))
-            rc = respond_file(c, (FileWrapper *)result);
+            rc = respond_file(r, rp, (FileWrapper *)result);
         if (rc > 0) {
             rp->iter = PyObject_GetIter(result);
-            rc = rp->iter ? pull(c) : -1;
+            rc = rp->iter ? pull(r, rp) : -1;
         }
     }
     if (rc < 0)
-        fail_response(c, "Error handling request");
+        fail_response(r, rp, "Error handling request");
     else if (rp->finished)
-        wsgi_finish(c);
+        close_result(r, rp);
 }
 
-int wsgi_produce(struct conn *c)
+int wsgi_produce(struct http_request *r, struct http_response *rp)
 {
-    struct http_response *rp = &c->resp;
     if (rp->finished || !rp->iter) {
         if (!rp->finished)
-            end_body(c);
+            wsgi_end_body(rp);
         return 0;
     }
-    int rc = pull(c);
+    int rc = pull(r, rp);
     if (rc < 0)
-        rc = fail_response(c, "Error while sending the response to");
+        rc = fail_response(r, rp, "Error while sending the response to");
     else if (rp->finished)
-        wsgi_finish(c);
+        close_result(r, rp);
     return rc;
 }
 
-void wsgi_finish(struct conn *c)
+/* The response is complete (or abandoned): close the iterable and let go
+ * of the start_response object.  A tail still being written stays. */
+static void close_result(struct http_request *r, struct http_response *rp)
 {
-    struct http_response *rp = &c->resp;
     if (rp->start_resp) {
-        ((StartResponse *)rp->start_resp)->c = NULL;
+        ((StartResponse *)rp->start_resp)->req = NULL;
+        ((StartResponse *)rp->start_resp)->rp = NULL;
         Py_CLEAR(rp->start_resp);
     }
     Py_CLEAR(rp->iter);
@@ -383,18 +268,18 @@ void wsgi_finish(struct conn *c)
         if (!close) {
             PyErr_Clear();
         } else {
-            PyObject *r = PyObject_CallNoArgs(close);
+            PyObject *ok = PyObject_CallNoArgs(close);
             Py_DECREF(close);
-            if (!r)
-                print_exception(c, "Error closing the response of");
-            Py_XDECREF(r);
+            if (!ok)
+                print_exception(r, "Error closing the response of");
+            Py_XDECREF(ok);
         }
     }
     Py_DECREF(result);
 }
 
-void wsgi_drop_pending(struct conn *c)
+void wsgi_finish(struct http_request *r, struct http_response *rp)
 {
-    Py_CLEAR(c->resp.pending);
-    c->resp.pending_off = 0;
+    close_result(r, rp);
+    wsgi_drop_tail(rp);
 }

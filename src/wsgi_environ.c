@@ -266,10 +266,9 @@ static PyObject *method_name(uint8_t m)
     return s;
 }
 
-PyObject *wsgi_build_environ(struct conn *c)
+PyObject *wsgi_build_environ(struct http_request *r)
 {
-    struct http_request *r = &c->req;
-    PyObject *env = PyDict_Copy(base_environ[c->listener < nbase ? c->listener : 0]);
+    PyObject *env = PyDict_Copy(base_environ[r->listener < nbase ? r->listener : 0]);
     if (!env)
         return NULL;
     PyObject *m = method_name(r->method);
@@ -279,7 +278,8 @@ PyObject *wsgi_build_environ(struct conn *c)
         goto fail;
     /* The client as conn_client.c found it: the socket's peer, a PROXY
      * header's, or a trusted proxy's forwarded headers'. */
-    const char *addr = conn_client_addr(c), *port = conn_client_port(c);
+    const char *addr = r->remote_addr ? r->remote_addr : "";
+    const char *port = r->remote_port ? r->remote_port : "";
     if ((addr[0] && set_latin1(env, k_remote_addr, addr, strlen(addr)) < 0) ||
         (port[0] && set_latin1(env, k_remote_port, port, strlen(port)) < 0))
         goto fail;

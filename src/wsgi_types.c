@@ -20,7 +20,7 @@ static const char *latin1(PyObject *s, Py_ssize_t *len)
     return (const char *)PyUnicode_1BYTE_DATA(s);
 }
 
-static int set_status(struct conn *c, PyObject *status)
+static int set_status(struct http_response *rp, PyObject *status)
 {
     Py_ssize_t n;
     const char *s = latin1(status, &n);
@@ -36,11 +36,11 @@ static int set_status(struct conn *c, PyObject *status)
         if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
             return bad(PyExc_ValueError, "status contains a control character");
     }
-    c->resp.status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
-    buf_clear(&c->resp.status_line);
-    buf_append(&c->resp.status_line, "HTTP/1.1 ", 9);
-    buf_append(&c->resp.status_line, s, (size_t)n);
-    buf_append(&c->resp.status_line, "\r\n", 2);
+    rp->status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    buf_clear(&rp->status_line);
+    buf_append(&rp->status_line, "HTTP/1.1 ", 9);
+    buf_append(&rp->status_line, s, (size_t)n);
+    buf_append(&rp->status_line, "\r\n", 2);
     return 0;
 }
 
@@ -49,9 +49,8 @@ static int name_is(const char *name, Py_ssize_t n, const char *what)
     return (size_t)n == strlen(what) && ascii_case_eq(name, what, (size_t)n);
 }
 
-static int add_header(struct conn *c, PyObject *item)
+static int add_header(struct http_response *rp, PyObject *item)
 {
-    struct http_response *rp = &c->resp;
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
         return bad(PyExc_TypeError, "each header must be a (name, value) tuple");
     PyObject *nameo = PyTuple_GET_ITEM(item, 0), *valueo = PyTuple_GET_ITEM(item, 1);
@@ -137,12 +136,11 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *args, size_t nar
         PyErr_SetString(PyExc_TypeError, "start_response(status, headers, exc_info=None)");
         return NULL;
     }
-    struct conn *c = sr->c;
-    if (!c) {
+    struct http_response *rp = sr->rp;
+    if (!rp) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after the response ended");
         return NULL;
     }
-    struct http_response *rp = &c->resp;
     if (exc_info && exc_info != Py_None) {
         if (rp->headers_sent) {
             /* Too late to change anything: re-raise, as PEP 3333 asks. */
@@ -171,11 +169,11 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *args, size_t nar
         PyErr_SetString(PyExc_TypeError, "headers must be a list of (name, value) tuples");
         return NULL;
     }
-    if (set_status(c, args[0]) < 0)
+    if (set_status(rp, args[0]) < 0)
         goto fail;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
     for (Py_ssize_t i = 0; i < n; i++)
-        if (add_header(c, PySequence_Fast_GET_ITEM(headers, i)) < 0)
+        if (add_header(rp, PySequence_Fast_GET_ITEM(headers, i)) < 0)
             goto fail;
     return PyCFunction_New(&write_def, self);
 fail:
@@ -185,8 +183,9 @@ fail:
 
 static PyObject *sr_write(PyObject *self, PyObject *data)
 {
-    struct conn *c = ((StartResponse *)self)->c;
-    if (!c) {
+    StartResponse *sr = (StartResponse *)self;
+    struct http_response *rp = sr->rp;
+    if (!rp) {
         PyErr_SetString(PyExc_RuntimeError, "write() called after the response ended");
         return NULL;
     }
@@ -194,14 +193,14 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
         PyErr_SetString(PyExc_TypeError, "write() takes bytes");
         return NULL;
     }
-    if (!c->resp.status) {
+    if (!rp->status) {
         PyErr_SetString(PyExc_AssertionError, "write() called before start_response");
         return NULL;
     }
-    if (!c->resp.headers_sent)
-        wsgi_send_headers(c);
-    wsgi_append_body(c, data);
-    if (wsgi_flush_blocking(c) < 0) {
+    if (!rp->headers_sent)
+        wsgi_send_headers(sr->req, rp);
+    wsgi_append_body(rp, data);
+    if (wsgi_flush_blocking(rp) < 0) {
         PyErr_SetString(PyExc_OSError, "client connection lost");
         return NULL;
     }
@@ -223,13 +222,14 @@ PyTypeObject StartResponse_Type = {
     .tp_doc = "start_response(status, headers, exc_info=None)",
 };
 
-PyObject *start_response_new(struct conn *c)
+PyObject *start_response_new(struct http_request *r, struct http_response *rp)
 {
     StartResponse *sr = PyObject_New(StartResponse, &StartResponse_Type);
     if (!sr)
         return NULL;
     sr->vectorcall = sr_vectorcall;
-    sr->c = c;
+    sr->req = r;
+    sr->rp = rp;
     return (PyObject *)sr;
 }
 

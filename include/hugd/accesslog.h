@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "hugd/buf.h"
-#include "hugd/conn.h"
+#include "hugd/http.h"
 
 /* Combined log format plus the request time in seconds. */
 #define ACCESSLOG_DEFAULT "%(h)s %(l)s %(u)s %(t)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\" %(L)s"

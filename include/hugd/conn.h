@@ -1,14 +1,17 @@
-/* One client connection inside a worker: its parser, the request being
- * read, the response being written.  conn.c drives it (read, write,
- * timeouts, keep-alive, pipelining); http.c parses; wsgi.c produces the
- * response by calling the application. */
+/* The connections of a worker: each one's state machine and all of their
+ * socket I/O (reading, writing with one rule for EINTR and EAGAIN,
+ * sendfile, 100-continue, lingering, the blocking flush behind write()),
+ * keep-alive, pipelining, timeouts, and giving a connection back to the
+ * master.  conn.c never calls the application: conn_advance takes a
+ * connection as far as it goes without it and says what it needs next;
+ * the worker (worker.c) makes that call (wsgi.h) and advances it again.
+ * http.c parses for it. */
 #ifndef HUGD_CONN_H
 #define HUGD_CONN_H
 
 #include <ev.h>
 #include <llhttp.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,88 +19,43 @@
 #include "hugd/addrmatch.h"
 #include "hugd/buf.h"
 #include "hugd/channel.h"
-#include "hugd/http_rules.h"
+#include "hugd/config.h"
+#include "hugd/http.h"
 #include "hugd/proxy_proto.h"
-
-struct worker;
-
-struct http_header {
-    uint32_t name, name_len; /* offsets into the request arena */
-    uint32_t value, value_len;
-};
-
-struct http_request {
-    struct buf arena; /* URL and header bytes, copied as llhttp hands them over */
-    uint32_t url, url_len;
-    struct http_header *hdrs;
-    int nhdrs, hcap;
-    int in_value;  /* the last header callback was a value */
-    int started;   /* the first byte of this request has arrived */
-    int head_done; /* on_headers_complete has run */
-    int complete;  /* on_message_complete has run */
-    int timed;     /* the head's deadline is set */
-    uint8_t method, major, minor;
-    /* Each set when it is parsed: a bad request may stop before. */
-    uint8_t have_method, have_version;
-    int keepalive;           /* what the client's side allows */
-    int expect_continue;     /* a "100 Continue" is owed before the body */
-    uint64_t content_length; /* declared, when has_length */
-    int has_length;
-    /* body: in memory up to body_buffer_size, then spooled to a temp file */
-    struct buf body;
-    int body_fd;
-    uint64_t body_size;
-    uint32_t trailer_len;  /* bytes of chunked trailer fields, read and dropped */
-    int error_status;      /* when parsing fails: the status to answer with */
-    const char *error_why; /* and why, for the error log (NULL: said by the status) */
-    uint32_t path_off;     /* where the path starts in the URL (after an absolute-form authority) */
-    struct http_scan scan; /* line structure of the head and trailers, checked ahead of llhttp */
-    int chunk_line;        /* llhttp stopped before a chunk-size line: its BWS is dropped first */
-    int method_pending;    /* llhttp refused the method: is it a token?  (501 or 400) */
-    ev_tstamp started_at;
-    /* What forwarded headers from a trusted peer said (conn_client.c):
-     * the client's address ("" = the connection's own), its port ("" =
-     * none given), and the scheme (enum fwd_scheme). */
-    char fwd_addr[ADDR_TEXT_MAX];
-    char fwd_port[8];
-    int fwd_scheme;
-};
+#include "hugd/scoreboard.h"
 
 struct conn;
 
-/* The response being produced for the current request. */
-struct http_response {
-    /* Set by conn.c, for wsgi: write out everything queued, waiting for the
-     * client as long as the write timeout allows (write() must not buffer
-     * without bound); 0, or -1 when the client is gone or too slow. */
-    int (*flush)(struct conn *c);
-    /* Set by conn.c: nonzero once the server stops (the scoreboard's
-     * stopping): the response being sent is the connection's last. */
-    const _Atomic int *stopping;
-    double now;       /* the loop's clock at the last call into the application */
-    void *result;     /* PyObject*: the application's iterable, for close() */
-    void *iter;       /* PyObject*: iterator over it, NULL when exhausted */
-    void *start_resp; /* PyObject*: the start_response object, unhooked at the end */
-    struct buf head;  /* encoded app headers ("Name: value\r\n"...) */
-    int status;       /* numeric status; 0 until start_response */
-    struct buf status_line;
-    int headers_sent; /* status line and headers are in the output */
-    int chunked;      /* Transfer-Encoding: chunked framing */
-    int no_body;      /* HEAD, 1xx, 204, 304 */
-    int app_close;    /* the app asked for Connection: close */
-    int has_date, has_server;
-    int64_t content_length; /* declared by the app or computed, -1 if unknown */
-    int length_from_app;    /* the app sent Content-Length itself */
-    uint64_t body_sent;     /* body bytes produced (before framing) */
-    void *pending;          /* PyObject* bytes too big to copy, written from here */
-    size_t pending_off;
-    int file_fd; /* wsgi.file_wrapper: sendfile from here */
-    off_t file_off;
-    uint64_t file_left;
-    int finished; /* nothing more will be produced */
+/* What the connections of one worker share, and what conn.c needs of the
+ * worker, as plain data the worker fills in and reads back. */
+struct conn_pool {
+    struct ev_loop *loop;
+    const struct hugd_config *cfg;
+    struct scoreboard *sb;
+    struct sb_slot *slot; /* this worker's: its counters and state */
+    int channel;          /* to the master: where a connection given back goes */
+    int nlisteners;
+    int epoll_fd;                 /* libev's, when it could be found (conn_close); else -1 */
+    int draining;                 /* set by the worker: each connection's response is its last */
+    int may_cork;                 /* something bounds how long a cork holds (the mover): cork() */
+    struct addrmatch proxy_allow; /* cfg->proxy_allow_ips, parsed */
+    struct addrmatch forwarded_allow; /* cfg->forwarded_allow_ips, parsed */
+    struct conn *conns;               /* every open connection */
+    int nconns;
+    struct conn *ready;  /* something to do in this loop iteration (conn_next_ready) */
+    struct conn *corked; /* responses held in the kernel until the batch ends */
+    _Atomic int corked_any;
+    uint32_t *closed_ids;   /* connections done with, not yet told (CHAN_CLOSED): */
+    int nclosed, capclosed; /* grows while the master is behind, so none is forgotten */
+    size_t output_held;     /* response bytes held for clients slow to read them */
 };
 
-enum conn_state { CONN_READING, CONN_RESPONDING, CONN_CLOSING };
+enum conn_state {
+    CONN_READING,
+    CONN_RESPONDING,
+    CONN_CLOSING, /* the response is out; reading what the client still sends */
+    CONN_DEAD,    /* to be closed once the application's objects are let go */
+};
 
 /* The PROXY protocol header in front of a connection (proxy_protocol). */
 enum conn_proxy {
@@ -108,7 +66,7 @@ enum conn_proxy {
 };
 
 struct conn {
-    struct worker *w;
+    struct conn_pool *pool;
     int fd;
     int listener;
     uint32_t id;         /* the master's name for it (its descriptor there) */
@@ -120,11 +78,10 @@ struct conn {
     ev_tstamp deadline;
     llhttp_t parser;
     struct buf in; /* unparsed input lives at in.p[in.off .. in.len) */
+    int readable;  /* the socket may have input: read it when it is this one's turn */
     struct http_request req;
     struct http_response resp;
-    struct buf out;               /* bytes waiting to be written */
-    size_t out_held;              /* out's bytes and the pending bytes object, as counted */
-    int keepalive;                /* keep the connection after this response */
+    size_t out_held;              /* the response's bytes in memory, as counted in the pool */
     int peer_eof;                 /* the client closed its side */
     struct sockaddr_storage peer; /* as accept4 gave it, for a hand-back */
     socklen_t peerlen;
@@ -134,9 +91,10 @@ struct conn {
     int proxy_state;           /* enum conn_proxy */
     struct proxy_header proxy; /* CONN_PROXY_DONE: what it said */
     uint64_t requests;
-    struct conn *prev, *next; /* the worker's list, for draining */
-    struct conn *ready_next;  /* input waiting, to be read and run this loop iteration */
+    struct conn *prev, *next; /* the pool's list */
+    struct conn *ready_next;  /* on the pool's ready list */
     int in_ready;
+    int fresh; /* the application has just answered: its first write may be corked */
     /* Where the bytes of a request head not yet complete begin in `in`:
      * they are kept raw, so that the connection can move to another worker
      * with them, to be parsed again there. */
@@ -147,21 +105,39 @@ struct conn {
     int given_away;
     int move_input; /* the mover saw input arrive (mover-owned) */
     int tcp;        /* TCP: its responses may go out corked */
-    int corked;     /* on the worker's corked list (conn_uncork_all) */
+    int corked;     /* on the pool's corked list (conn_uncork_all) */
     struct conn *corked_next;
 };
 
-/* Take over a connection handed over by the master. */
 /* Take over a connection handed over by the master, with data: bytes
  * already read from it (m->datalen of them). */
-void conn_start(struct worker *w, int fd, const struct chan_msg *m, const char *data);
-/* Close it now, dropping whatever is unsent. */
+void conn_start(struct conn_pool *p, int fd, const struct chan_msg *m, const char *data);
+
+/* What a connection needs from the application next. */
+enum conn_need {
+    CONN_NEED_NOTHING, /* it waits for its client, or is gone */
+    CONN_NEED_RESPOND, /* a request is ready: call the application (wsgi_respond) */
+    CONN_NEED_PRODUCE, /* the body goes on: more from the iterable (wsgi_produce) */
+    CONN_NEED_FINISH,  /* the response is over: let go of it (wsgi_finish) */
+};
+/* The next connection on the ready list (taken off it), or NULL. */
+struct conn *conn_next_ready(struct conn_pool *p);
+/* Take c as far as it goes without the application: read and parse its
+ * input, write, finish a response, go on to a pipelined request, close.
+ * After CONN_NEED_NOTHING, c may be gone. */
+enum conn_need conn_advance(struct conn *c);
+/* After wsgi_produce failed: the body cannot be completed, the
+ * connection is to close once it is out. */
+void conn_broken_response(struct conn *c);
+
+/* Close it now, dropping whatever is unsent.  The application's objects
+ * must have been let go of (wsgi_finish). */
 void conn_close(struct conn *c);
 /* Graceful stop: an idle connection goes back to the master now, a busy
  * one after its current response. */
 void conn_drain(struct conn *c);
-/* Parse and answer what the read phase of this loop iteration collected. */
-void conn_run_ready(struct worker *w);
+/* Tell the master which connections we are done with. */
+void conn_flush_closed(struct conn_pool *p);
 
 /* For the mover (include/hugd/mover.h), while the main thread is inside
  * the application for another connection.  None of these runs Python or
@@ -175,15 +151,14 @@ enum conn_move conn_move_plan(const struct conn *c);
 /* Give it back to the master with the bytes not yet run.  0, or -1 (the
  * channel is full: it stays). */
 int conn_give_away(struct conn *c);
-
 /* Push out the responses held corked in the kernel (see cork() in
  * conn.c): at the end of a loop iteration's batch, or from the mover when
- * one call of the batch lasts.  No Python, no loop. */
-void conn_uncork_all(struct worker *w);
+ * one call of the batch lasts. */
+void conn_uncork_all(struct conn_pool *p);
 
 /* Main thread, at a point where no list of connections is being walked:
  * let go of what the mover gave away. */
-void conn_sweep(struct worker *w);
+void conn_sweep(struct conn_pool *p);
 
 /* conn_client.c: who the client is, read without the application: the
  * PROXY header that starts a connection from a proxy, and the forwarded

@@ -22,7 +22,7 @@
 #define HUGD_FORWARDED_H
 
 #include "hugd/addrmatch.h"
-#include "hugd/conn.h"
+#include "hugd/http.h"
 
 enum fwd_scheme { FWD_SCHEME_NONE = 0, FWD_SCHEME_HTTP, FWD_SCHEME_HTTPS };
 

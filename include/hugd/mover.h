@@ -48,14 +48,15 @@
 
 #include "hugd/channel.h"
 
-struct worker;
 struct conn;
+struct conn_pool;
 
 /* Connections the mover took from the channel but could not send back
  * (the channel was full): the main thread starts them itself. */
 #define MOVER_STASH 64
 
 struct mover {
+    struct conn_pool *pool; /* the worker's connections, which it moves */
     pthread_t thread;
     int running;
     _Atomic int own;          /* OWN_*: who may touch the connections */
@@ -66,7 +67,6 @@ struct mover {
     long after_ns;
     int64_t busy_after_ms;            /* while no worker is free: see mover_start */
     int moved;                        /* connections were given away: the main thread sweeps */
-    _Atomic int corked;               /* responses wait corked (conn_uncork_all) */
     _Atomic unsigned long long moves; /* how many, ever (for the log) */
     int nstash;
     struct {
@@ -90,7 +90,7 @@ enum {
  * as long as here, or longer): then a connection moves only once the call
  * keeping this worker has lasted busy_after seconds.  The calling thread
  * owns the connections.  Returns 0 or -1 with errno. */
-int mover_start(struct worker *w, double after, double busy_after);
+int mover_start(struct mover *mv, struct conn_pool *pool, double after, double busy_after);
 
 /* Around each application call, on the main thread. */
 void mover_enter(struct mover *mv, struct conn *current);

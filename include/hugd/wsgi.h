@@ -8,7 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "hugd/conn.h"
+#include "hugd/http.h"
 #include "hugd/sock.h"
 
 /* Build the constant parts (interned keys, one base environ per listening
@@ -16,21 +16,24 @@
  * or -1 with a Python error printed. */
 int wsgi_setup(PyObject *app, const struct listener *ls, int nls);
 
-/* Call the application for c->req.  Afterwards the status line and headers
- * (or an error response) are in c->out, unless the body is still to come
+/* wsgi never sees a socket, a loop or a worker: it reads the request and
+ * answers into the response (include/hugd/http.h), whose out buffer,
+ * tail and file the connection writes; write() reaches the socket only
+ * through rp->flush. */
+
+/* Call the application for r.  Afterwards the status line and headers
+ * (or an error response) are in rp->out, unless the body is still to come
  * (then they follow with its first chunk). */
-void wsgi_respond(struct conn *c);
+void wsgi_respond(struct http_request *r, struct http_response *rp);
 
-/* Produce more of the body into c->out (or c->resp.pending / file).  Sets
- * c->resp.finished when the body is complete.  Returns 0, or -1 when the
+/* Produce more of the body into rp->out (or its tail or file).  Sets
+ * rp->finished when the body is complete.  Returns 0, or -1 when the
  * response cannot be completed (the connection must close). */
-int wsgi_produce(struct conn *c);
+int wsgi_produce(struct http_request *r, struct http_response *rp);
 
-/* Close the application's iterable (PEP 3333: always, also when the client
- * went away) and drop every reference.  Safe to call twice. */
-void wsgi_finish(struct conn *c);
-
-/* Drop a pending bytes object (the connection is closing). */
-void wsgi_drop_pending(struct conn *c);
+/* The response is over (all out, or the connection is closing): close the
+ * application's iterable (PEP 3333: always, also when the client went
+ * away) and drop every reference, the tail's too.  Safe to call twice. */
+void wsgi_finish(struct http_request *r, struct http_response *rp);
 
 #endif

@@ -20,15 +20,19 @@
 
 #include "hugd/health.h"
 #include "hugd/http.h"
-#include "hugd/worker.h"
 
-static struct worker w;
+/* What a connection gives the parser: its llhttp state, the request it
+ * fills and the input it reads. */
+struct reader {
+    llhttp_t parser;
+    struct http_request req;
+    struct buf in;
+};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    w.loop = ev_default_loop(0);
     static const struct http_limits defaults = {8190, 100, 8190, 0, 1 << 20};
     http_set_limits(&defaults);
     return 0;
@@ -37,11 +41,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* The worker's reading of the first head_len bytes: 1 if it agrees. */
 static int worker_agrees(const char *buf, size_t head_len, const char *path, int head)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    c->w = &w;
-    http_conn_init(c);
+    struct reader *c = calloc(1, sizeof(*c));
+    http_reader_init(&c->parser, &c->req);
     buf_append(&c->in, buf, head_len);
-    enum http_feed_result r = http_feed(c);
+    enum http_feed_result r = http_feed(&c->parser, &c->in);
     const struct http_request *q = &c->req;
     int ok = r == FEED_REQUEST && c->in.off == head_len && q->complete &&
              q->method == (head ? HTTP_HEAD : HTTP_GET) &&

@@ -28,9 +28,15 @@
 #include <unistd.h>
 
 #include "hugd/http.h"
-#include "hugd/worker.h"
 
-static struct worker w;
+/* What a connection gives the parser: its llhttp state, the request it
+ * fills and the input it reads. */
+struct reader {
+    llhttp_t parser;
+    struct http_request req;
+    struct buf in;
+};
+
 static volatile size_t sink;
 
 static void touch(const char *p, size_t n)
@@ -42,7 +48,7 @@ static void touch(const char *p, size_t n)
     sink += s;
 }
 
-static void check_request(struct conn *c)
+static void check_request(struct reader *c)
 {
     struct http_request *r = &c->req;
     if (r->url_len) {
@@ -109,7 +115,7 @@ struct outcome {
     int error_status; /* 0: ended wanting more input or closed cleanly */
 };
 
-static void record(struct conn *c, struct outcome *o)
+static void record(struct reader *c, struct outcome *o)
 {
     struct http_request *r = &c->req;
     uint64_t h = o->digest;
@@ -131,10 +137,10 @@ static void record(struct conn *c, struct outcome *o)
 
 /* Feed what is in c->in; returns 0 to go on, -1 once the connection would
  * be closed (error, or a request that ends it). */
-static int drive(struct conn *c, struct outcome *o)
+static int drive(struct reader *c, struct outcome *o)
 {
     while (c->in.off < c->in.len) {
-        enum http_feed_result res = http_feed(c);
+        enum http_feed_result res = http_feed(&c->parser, &c->in);
         if (c->in.off > c->in.len)
             abort();
         if (res == FEED_ERROR) {
@@ -156,12 +162,12 @@ static int drive(struct conn *c, struct outcome *o)
         o->requests++;
         if (!c->req.keepalive || o->requests >= 200)
             return -1; /* conn.c closes after this response */
-        http_next(c);
+        http_next(&c->parser);
     }
     return 0;
 }
 
-static void compact(struct conn *c)
+static void compact(struct reader *c)
 {
     /* What read_some() does before reading more. */
     if (c->in.off == c->in.len) {
@@ -179,9 +185,8 @@ static void run(const uint8_t *data, size_t size, size_t cut, size_t step, struc
 {
     memset(o, 0, sizeof(*o));
     o->digest = 14695981039346656037ull;
-    struct conn *c = calloc(1, sizeof(*c));
-    c->w = &w;
-    http_conn_init(c);
+    struct reader *c = calloc(1, sizeof(*c));
+    http_reader_init(&c->parser, &c->req);
     if (step == 0) {
         buf_append(&c->in, data, size);
         drive(c, o);
@@ -206,7 +211,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    w.loop = ev_default_loop(0);
     /* Spooled bodies (the tiny profile) need a directory for O_TMPFILE. */
     if (!getenv("TMPDIR"))
         setenv("TMPDIR", "/tmp", 1);

@@ -8,26 +8,30 @@
 #include "check.h"
 #include "hugd/accesslog.h"
 #include "hugd/http.h"
-#include "hugd/worker.h"
 
-static struct worker w;
+/* What a connection gives the parser: its llhttp state, the request it
+ * fills and the input it reads. */
+struct reader {
+    llhttp_t parser;
+    struct http_request req;
+    struct buf in;
+};
 
 /* 2001-09-09 01:46:40 UTC, and a quarter of a second. */
 #define NOW 1000000000.25
 
 #define CHECK_STR(a, b) CHECK_MEM((a), strlen(a), (b))
 
-static struct conn *parse(const char *bytes, enum http_feed_result want)
+static struct reader *parse(const char *bytes, enum http_feed_result want)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    c->w = &w;
-    http_conn_init(c);
+    struct reader *c = calloc(1, sizeof(*c));
+    http_reader_init(&c->parser, &c->req);
     buf_append_str(&c->in, bytes);
-    CHECK_INT(http_feed(c), want);
+    CHECK_INT(http_feed(&c->parser, &c->in), want);
     return c;
 }
 
-static void drop(struct conn *c)
+static void drop(struct reader *c)
 {
     http_request_free(&c->req);
     buf_free(&c->in);
@@ -35,7 +39,7 @@ static void drop(struct conn *c)
 }
 
 /* The line for c with format spec (NULL-terminated in a static buffer). */
-static const char *line(const char *spec, const struct conn *c, int status, const char *head)
+static const char *line(const char *spec, const struct reader *c, int status, const char *head)
 {
     static char text[8192];
     char err[256] = "";
@@ -67,7 +71,7 @@ static const char full[] = "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\nReferer: htt
 
 static void test_default_is_combined_plus_time(void)
 {
-    struct conn *c = parse(full, FEED_REQUEST);
+    struct reader *c = parse(full, FEED_REQUEST);
     CHECK_STR(line(ACCESSLOG_DEFAULT, c, 200, NULL),
               "192.0.2.7 - user1 [09/Sep/2001:01:46:40 +0000] \"GET /a/b?x=1&y=2 HTTP/1.1\" 200 "
               "1234 \"http://r/\" \"agent/1\" 1.500000\n");
@@ -76,7 +80,7 @@ static void test_default_is_combined_plus_time(void)
 
 static void test_each_atom(void)
 {
-    struct conn *c = parse(full, FEED_REQUEST);
+    struct reader *c = parse(full, FEED_REQUEST);
     static const struct {
         const char *spec, *want;
     } cases[] = {
@@ -111,7 +115,7 @@ static void test_each_atom(void)
 
 static void test_no_query_no_user(void)
 {
-    struct conn *c = parse("POST /p HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n", FEED_REQUEST);
+    struct reader *c = parse("POST /p HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n", FEED_REQUEST);
     CHECK_STR(line("[%(q)s] %(u)s %(U)s %(H)s %(f)s", c, 200, NULL), "[] - /p HTTP/1.0 -\n");
     drop(c);
 }
@@ -120,7 +124,7 @@ static void test_no_query_no_user(void)
  * rest is "-" (never a method or version that was not read). */
 static void test_malformed(void)
 {
-    struct conn *c = parse("\x01\x02 garbage\r\n\r\n", FEED_ERROR);
+    struct reader *c = parse("\x01\x02 garbage\r\n\r\n", FEED_ERROR);
     CHECK_STR(line("\"%(r)s\" %(s)s %(m)s %(U)s %(q)s %(H)s", c, 400, NULL),
               "\"- - -\" 400 - - - -\n");
     drop(c);
@@ -145,16 +149,15 @@ static void test_malformed(void)
     http_set_limits(&dflt);
 
     /* Nothing at all arrived (the arena was never allocated). */
-    struct conn *empty = calloc(1, sizeof(*empty));
-    empty->w = &w;
-    http_conn_init(empty);
+    struct reader *empty = calloc(1, sizeof(*empty));
+    http_reader_init(&empty->parser, &empty->req);
     CHECK_STR(line("%(r)s %({host}i)s %(a)s %(u)s", empty, 408, NULL), "- - - - - -\n");
     drop(empty);
 }
 
 static void test_escaping(void)
 {
-    struct conn *c =
+    struct reader *c =
         parse("GET /q HTTP/1.1\r\nHost: h\r\nUser-Agent: a\"b\\c\xe9\r\n\r\n", FEED_REQUEST);
     CHECK_STR(line("\"%(a)s\"", c, 200, NULL), "\"a\\\"b\\\\c\\xe9\"\n");
     CHECK_STR(line("json", c, 200, NULL) + strlen(line("json", c, 200, NULL)) - 1, "\n");
@@ -165,7 +168,7 @@ static void test_escaping(void)
 
 static void test_json(void)
 {
-    struct conn *c = parse(full, FEED_REQUEST);
+    struct reader *c = parse(full, FEED_REQUEST);
     char want[1024];
     snprintf(want, sizeof want,
              "{\"time\":\"2001-09-09T01:46:40.250+00:00\",\"remote_addr\":\"192.0.2.7\","
@@ -213,7 +216,6 @@ int main(void)
 {
     setenv("TZ", "UTC", 1);
     tzset();
-    w.loop = ev_default_loop(0);
     test_default_is_combined_plus_time();
     test_each_atom();
     test_no_query_no_user();

@@ -7,32 +7,36 @@
 #include "hugd/http.h"
 #include "hugd/http_rules.h"
 #include "hugd/log.h"
-#include "hugd/worker.h"
 
-static struct worker w;
+/* What a connection gives the parser: its llhttp state, the request it
+ * fills and the input it reads. */
+struct reader {
+    llhttp_t parser;
+    struct http_request req;
+    struct buf in;
+};
 
-static struct conn *fresh(void)
+static struct reader *fresh(void)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    c->w = &w;
-    http_conn_init(c);
+    struct reader *c = calloc(1, sizeof(*c));
+    http_reader_init(&c->parser, &c->req);
     return c;
 }
 
-static void drop(struct conn *c)
+static void drop(struct reader *c)
 {
     http_request_free(&c->req);
     buf_free(&c->in);
     free(c);
 }
 
-static enum http_feed_result feed(struct conn *c, const char *s)
+static enum http_feed_result feed(struct reader *c, const char *s)
 {
     buf_append_str(&c->in, s);
-    return http_feed(c);
+    return http_feed(&c->parser, &c->in);
 }
 
-static const char *hdr(struct conn *c, const char *name, size_t *len)
+static const char *hdr(struct reader *c, const char *name, size_t *len)
 {
     return http_header(&c->req, name, len);
 }
@@ -45,7 +49,7 @@ static void limits(uint32_t line, uint32_t fields, uint32_t size, uint64_t body,
 
 static void test_simple_get(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET /a/b?x=1 HTTP/1.1\r\nHost: h\r\nX-Thing: one\r\n\r\n"), FEED_REQUEST);
     CHECK_INT(c->req.method, HTTP_GET);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/a/b?x=1");
@@ -61,7 +65,7 @@ static void test_simple_get(void)
 
 static void test_http10_keepalive(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET / HTTP/1.0\r\n\r\n"), FEED_REQUEST);
     CHECK_INT(c->req.keepalive, 0);
     drop(c);
@@ -77,19 +81,19 @@ static void test_http10_keepalive(void)
 
 static void test_pipelined(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: "
                       "h\r\nContent-Length: 3\r\n\r\nabc"
                       "GET /3 HTTP/1.1\r\nHost: h\r\n\r\n"),
               FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/1");
     CHECK_INT(c->in.off, 28); /* stopped right after the first request */
-    http_next(c);
-    CHECK_INT(http_feed(c), FEED_REQUEST);
+    http_next(&c->parser);
+    CHECK_INT(http_feed(&c->parser, &c->in), FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/2");
     CHECK_MEM(c->req.body.p, c->req.body.len, "abc");
-    http_next(c);
-    CHECK_INT(http_feed(c), FEED_REQUEST);
+    http_next(&c->parser);
+    CHECK_INT(http_feed(&c->parser, &c->in), FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/3");
     CHECK_INT(c->req.body.len, 0);
     CHECK_INT(c->in.off, c->in.len);
@@ -102,7 +106,7 @@ static void test_byte_by_byte(void)
      * whole anyway. */
     const char *req =
         "PUT /split HTTP/1.1\r\nHost: h\r\nContent-Type: text/x\r\nContent-Length: 5\r\n\r\nhello";
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     size_t n = strlen(req);
     for (size_t i = 0; i < n - 1; i++) {
         char one[2] = {req[i], 0};
@@ -119,7 +123,7 @@ static void test_byte_by_byte(void)
 
 static void test_chunked_body(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(
         feed(c, "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
         FEED_NEED_MORE);
@@ -133,7 +137,7 @@ static void test_chunked_body(void)
 static void test_spool(void)
 {
     limits(8190, 100, 8190, 0, 4); /* more than 4 body bytes go to a file */
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"),
               FEED_REQUEST);
     CHECK_INT(c->req.body_fd >= 0, 1);
@@ -147,7 +151,7 @@ static void test_spool(void)
 static void test_limits(void)
 {
     limits(16, 3, 32, 10, 1 << 20);
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET /0123456789abcdef HTTP/1.1\r\nHost: h\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 414);
     drop(c);
@@ -189,12 +193,12 @@ static void test_bad_requests(void)
         "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct conn *c = fresh();
+        struct reader *c = fresh();
         CHECK_INT(feed(c, bad[i]), FEED_ERROR);
         CHECK_INT(c->req.error_status >= 400 && c->req.error_status < 500, 1);
         drop(c);
     }
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET / HTTP/4.2\r\n\r\n"), FEED_ERROR);
     CHECK_INT(c->req.error_status, 505);
     drop(c);
@@ -215,7 +219,7 @@ static void test_bad_requests(void)
 
 static void test_expect(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(
         feed(c, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
         FEED_NEED_MORE);
@@ -238,7 +242,7 @@ static void test_expect(void)
 
 static void test_trailers_dropped(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "3\r\nabc\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nHost: evil\r\n\r\n"),
               FEED_REQUEST);
@@ -264,13 +268,13 @@ static void test_upgrade_and_connect(void)
 {
     /* An Upgrade request is answered as HTTP/1.1 and the next request on the
      * connection parses normally. */
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET /a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                       "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
                       "GET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
               FEED_REQUEST);
-    http_next(c);
-    CHECK_INT(http_feed(c), FEED_REQUEST);
+    http_next(&c->parser);
+    CHECK_INT(http_feed(&c->parser, &c->in), FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/b");
     drop(c);
     c = fresh();
@@ -304,17 +308,17 @@ static void test_error_response(void)
 /* Whole input at once, then one byte per read: the same verdict. */
 static int status_of(const char *req, size_t n, int bytewise)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     enum http_feed_result r = FEED_NEED_MORE;
     for (size_t i = 0; i < n && r == FEED_NEED_MORE; i += bytewise ? 1 : n) {
         size_t k = bytewise ? 1 : n;
         if (c->in.off == c->in.len)
             buf_clear(&c->in);
         buf_append(&c->in, req + i, k);
-        r = http_feed(c);
+        r = http_feed(&c->parser, &c->in);
         while (r == FEED_REQUEST) {
-            http_next(c);
-            r = c->in.off < c->in.len ? http_feed(c) : FEED_NEED_MORE;
+            http_next(&c->parser);
+            r = c->in.off < c->in.len ? http_feed(&c->parser, &c->in) : FEED_NEED_MORE;
             if (r == FEED_NEED_MORE && i + k == n) {
                 drop(c);
                 return 200;
@@ -471,7 +475,7 @@ static void test_chunk_extensions_dropped(void)
                       "5 ; a = \"x y\" ; b\r\nhello\r\n6;c=d;e=f\r\n world\r\n0 ; z\r\n\r\n"
                       "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
     for (int bytewise = 0; bytewise < 2; bytewise++) {
-        struct conn *c = fresh();
+        struct reader *c = fresh();
         size_t n = strlen(req), step = bytewise ? 1 : n;
         int got = 0;
         for (size_t i = 0; i < n; i += step) {
@@ -479,12 +483,12 @@ static void test_chunk_extensions_dropped(void)
                 buf_clear(&c->in);
             buf_append(&c->in, req + i, step);
             enum http_feed_result r;
-            while ((r = http_feed(c)) == FEED_REQUEST) {
+            while ((r = http_feed(&c->parser, &c->in)) == FEED_REQUEST) {
                 if (got++ == 0)
                     CHECK_MEM(c->req.body.p, c->req.body.len, "hello world");
                 else
                     CHECK_MEM(c->req.arena.p + c->req.url, c->req.url_len, "/next");
-                http_next(c);
+                http_next(&c->parser);
             }
             CHECK_INT(r, FEED_NEED_MORE);
         }
@@ -496,7 +500,7 @@ static void test_chunk_extensions_dropped(void)
 static void test_chunk_declared_size_413(void)
 {
     limits(8190, 100, 8190, 10, 1 << 20);
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     /* Refused at the size line, before any of the chunk has come. */
     CHECK_INT(feed(c, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "5\r\nhello\r\nb\r\n"),
@@ -508,7 +512,7 @@ static void test_chunk_declared_size_413(void)
 
 static void test_absolute_path_offset(void)
 {
-    struct conn *c = fresh();
+    struct reader *c = fresh();
     CHECK_INT(feed(c, "GET http://example.com:8080/a?b HTTP/1.1\r\nHost: example.com:8080\r\n\r\n"),
               FEED_REQUEST);
     CHECK_MEM(c->req.arena.p + c->req.url + c->req.path_off, c->req.url_len - c->req.path_off,
@@ -544,7 +548,6 @@ static void test_log_limited(void)
 
 int main(void)
 {
-    w.loop = ev_default_loop(0);
     test_simple_get();
     test_http10_keepalive();
     test_pipelined();
