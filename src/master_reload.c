@@ -212,55 +212,54 @@ static void exec_in_place(void)
 
 /* ---- USR2 --------------------------------------------------------------- */
 
+/* A message from the other master of an upgrade. */
+static int on_upgrade_msg(void *ctx, const struct chan_msg *m, int fd, const char *data)
+{
+    (void)ctx;
+    if (m->type == CHAN_CONN && fd >= 0) {
+        /* Passed on by the master we replace. */
+        if (conns_hold(fd, m->listener) == 0)
+            master_take_conn(fd, m, data);
+        return CHAN_NEXT;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (m->type == CHAN_READY && M.upgrade_pid && !M.handover) {
+        /* The new master serves: hand everything over and go. */
+        log_info("USR2: new master (pid %d) is ready; handing over and draining",
+                 (int)M.upgrade_pid);
+        M.handover = 1;
+        master_close_listeners(0);
+        master_dispatch_queue();
+        master_stop_deadline(M.cfg->graceful_timeout);
+        workers_tell(SIGTERM);
+        /* What came for us during the upgrade is the new master's
+         * now; it runs it once we have gone. */
+        if (M.hup_waiting)
+            kill(M.upgrade_pid, SIGHUP);
+        if (M.usr2_waiting)
+            kill(M.upgrade_pid, SIGUSR2);
+        M.hup_waiting = M.usr2_waiting = 0;
+        if (workers_alive() == 0)
+            ev_break(M.loop, EVBREAK_ALL);
+    }
+    return CHAN_NEXT;
+}
+
 static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)io;
     (void)revents;
-    for (;;) {
-        struct chan_msg m;
-        int fd;
-        static char data[CHAN_MAX_DATA];
-        int r = channel_recv(M.upgrade_fd, &m, &fd, data);
-        if (r < 0 && errno == EAGAIN)
-            return;
-        if (r <= 0) {
-            /* The other master is gone. */
-            ev_io_stop(M.loop, &M.upgrade_w);
-            close(M.upgrade_fd);
-            M.upgrade_fd = -1;
-            if (!M.upgrade_pid)
-                run_waiting(); /* we took over and the old master has exited */
-            return;
-        }
-        if (m.type == CHAN_CONN && fd >= 0) {
-            /* Passed on by the master we replace. */
-            if (conns_hold(fd, m.listener) == 0)
-                master_take_conn(fd, &m, data);
-        } else {
-            if (fd >= 0)
-                close(fd);
-            if (m.type == CHAN_READY && M.upgrade_pid && !M.handover) {
-                /* The new master serves: hand everything over and go. */
-                log_info("USR2: new master (pid %d) is ready; handing over and draining",
-                         (int)M.upgrade_pid);
-                M.handover = 1;
-                master_close_listeners(0);
-                master_dispatch_queue();
-                master_stop_deadline(M.cfg->graceful_timeout);
-                workers_tell(SIGTERM);
-                /* What came for us during the upgrade is the new master's
-                 * now; it runs it once we have gone. */
-                if (M.hup_waiting)
-                    kill(M.upgrade_pid, SIGHUP);
-                if (M.usr2_waiting)
-                    kill(M.upgrade_pid, SIGUSR2);
-                M.hup_waiting = M.usr2_waiting = 0;
-                if (workers_alive() == 0)
-                    ev_break(M.loop, EVBREAK_ALL);
-            }
-        }
-    }
+    static char data[CHAN_MAX_DATA];
+    if (channel_drain(M.upgrade_fd, data, on_upgrade_msg, NULL) == CHAN_EMPTY)
+        return;
+    /* End of file or an error: the other master is gone. */
+    ev_io_stop(M.loop, &M.upgrade_w);
+    close(M.upgrade_fd);
+    M.upgrade_fd = -1;
+    if (!M.upgrade_pid)
+        run_waiting(); /* we took over and the old master has exited */
 }
 
 void upgrade_watch_old(int fd)

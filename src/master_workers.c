@@ -48,36 +48,41 @@ static int serving_count(void)
     return n;
 }
 
+struct from_worker {
+    struct wproc *wp;
+    int said_free;
+};
+
+static int on_worker_msg(void *ctx, const struct chan_msg *m, int fd, const char *data)
+{
+    struct from_worker *fw = ctx;
+    struct wproc *wp = fw->wp;
+    int slot = (int)(wp - M.w);
+    fw->said_free |= m->type == CHAN_FREE;
+    if (fd >= 0)
+        close(fd); /* workers send none */
+    if (m->type == CHAN_BACK)
+        conns_given_back(slot, m, data);
+    else if (m->type == CHAN_CLOSED)
+        conns_closed(slot, data, m->datalen);
+    if (m->type == CHAN_RETIRE) {
+        workers_replace(slot, "reached max_requests");
+        if (wp->replaced_by)
+            wp->recycled = STATS_MAX_REQUESTS + 1;
+    }
+    return CHAN_NEXT;
+}
+
 /* Read everything the worker sent.  Also called for a worker that has
  * exited: connections it handed back just before are still in the channel,
  * and closing it unread would reset them. */
 static int read_channel(struct wproc *wp)
 {
-    int said_free = 0;
-    for (;;) {
-        struct chan_msg m;
-        int fd;
-        static char data[CHAN_MAX_DATA];
-        int r = channel_recv(wp->ch, &m, &fd, data);
-        if (r == 0)
-            ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
-        if (r <= 0)
-            break;
-        int slot = (int)(wp - M.w);
-        said_free |= m.type == CHAN_FREE;
-        if (fd >= 0)
-            close(fd); /* workers send none */
-        if (m.type == CHAN_BACK)
-            conns_given_back(slot, &m, data);
-        else if (m.type == CHAN_CLOSED)
-            conns_closed(slot, data, m.datalen);
-        if (m.type == CHAN_RETIRE) {
-            workers_replace((int)(wp - M.w), "reached max_requests");
-            if (wp->replaced_by)
-                wp->recycled = STATS_MAX_REQUESTS + 1;
-        }
-    }
-    return said_free;
+    static char data[CHAN_MAX_DATA];
+    struct from_worker fw = {.wp = wp};
+    if (channel_drain(wp->ch, data, on_worker_msg, &fw) == CHAN_EOF)
+        ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
+    return fw.said_free;
 }
 
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
