@@ -158,6 +158,14 @@ int upgrade_forward(int fd, const struct chan_msg *msg, const char *data);
 void upgrade_watch_old(int fd);
 void reload_run_waiting(void); /* a HUP or USR2 that came while one was under way */
 
+/* master_exec.c: an exec's environment, built before the fork */
+/* environ with HUGD_INHERIT=inherit (if not NULL) and NOTIFY_SOCKET (if
+ * notify_init took one) in place of any it had; one block (free it), NULL
+ * without memory. */
+char **exec_env(const char *inherit);
+void exec_failed_note(const char *line); /* async-signal-safe: write(2) only */
+extern char **environ;
+
 /* master_stats.c: the stats endpoint (stats_bind), served by the loop */
 struct inherited;
 int stats_open(const struct inherited *inh); /* 0 or an exit code */

@@ -16,6 +16,7 @@
  * workers are gone.  If it dies before READY we carry on. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "hugd/log.h"
 #include "hugd/notify.h"
+#include "hugd/inherit.h"
 #include "master_int.h"
 
 enum { CHAN_READY = 4 };
@@ -52,8 +54,18 @@ static void describe(int status, char *out, size_t len)
         snprintf(out, len, "ended (status %d)", status);
 }
 
-static void add_listeners(struct inherited *in)
+/* What both a reload and an upgrade pass on: the listening sockets, and
+ * the worker count and scaling bounds that TTIN and TTOU moved. */
+static void add_common(struct inherited *in)
 {
+    in->target = M.target;
+    in->workers_setting = M.cfg->workers;
+    if (scale_on()) {
+        in->min_workers = M.min_workers;
+        in->max_workers = M.max_workers;
+        in->min_setting = M.cfg->min_workers;
+        in->max_setting = M.cfg->max_workers;
+    }
     for (int i = 0; i < M.nls; i++) {
         if (M.ls[i].fd < 0)
             continue;
@@ -128,6 +140,10 @@ void reload_start(void)
     argv[1] = "--check-config";
     for (int i = 1; i < argc; i++)
         argv[i + 1] = L->argv[i];
+    /* Everything the child needs is ready before the fork: it only makes
+     * system calls (see master_exec.c). */
+    char fail[96];
+    snprintf(fail, sizeof(fail), "hugd: HUP: cannot execute %s\n", self_exe);
     pid_t pid = fork();
     if (pid == 0) {
         unblock_all_signals();
@@ -136,8 +152,8 @@ void reload_start(void)
             dup2(null, 1);
         if (chdir(L->cwd) < 0)
             _exit(127);
-        execv(self_exe, argv);
-        log_err(errno, "HUP: executing %s", self_exe);
+        execve(self_exe, argv, environ);
+        exec_failed_note(fail);
         _exit(127);
     }
     free(argv);
@@ -153,7 +169,7 @@ static void exec_in_place(void)
     struct inherited in;
     memset(&in, 0, sizeof(in));
     in.upgrade_fd = -1;
-    add_listeners(&in);
+    add_common(&in);
     in.sb_fd = M.sb_fd;
     in.w = calloc((size_t)M.nslots, sizeof(*in.w));
     in.q = calloc((size_t)M.qlen + 1, sizeof(*in.q));
@@ -170,43 +186,35 @@ static void exec_in_place(void)
         struct queued *e = &M.q[(M.qhead + k) % M.qcap];
         in.q[in.nq++] = (struct inherit_conn){e->fd, e->msg.listener, e->data, e->msg.datalen};
     }
-    in.target = M.target;
-    in.workers_setting = M.cfg->workers;
-    if (scale_on()) {
-        in.min_workers = M.min_workers;
-        in.max_workers = M.max_workers;
-        in.min_setting = M.cfg->min_workers;
-        in.max_setting = M.cfg->max_workers;
-    }
-    char *enc = inherit_encode(&in);
-    if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0) {
-        free(enc);
-        inherit_cloexec(&in);
+    /* The environment goes to execve as an array: ours stays as it is,
+     * and a failed exec has nothing of it to undo. */
+    char *enc = inherit_format(&in);
+    char **envp = enc ? exec_env(enc) : NULL;
+    free(enc);
+    if (!envp) {
         free(in.w);
         free(in.q);
         log_err(ENOMEM, "HUP");
         return;
     }
-    free(enc);
+    inherit_keep_on_exec(&in);
     conns_keep_on_exec(1);
     log_info("HUP: the new configuration and application load; reloading");
-    notify_export();
     /* Blocked across exec: a signal in the gap stays pending for the new
      * image instead of killing the process. */
     master_block_signals(1);
     if (chdir(M.launch->cwd) < 0)
         log_err(errno, "HUP: chdir %s", M.launch->cwd);
-    execv(self_exe, M.launch->argv);
+    execve(self_exe, M.launch->argv, envp);
     /* Still here (E2BIG, say): nothing changed.  The descriptors get their
      * close-on-exec flag back, or the next probe or upgrade inherits them. */
     log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
+    free(envp);
     inherit_cloexec(&in);
     conns_keep_on_exec(0);
     free(in.w);
     free(in.q);
     master_block_signals(0);
-    unsetenv("HUGD_INHERIT");
-    unsetenv("NOTIFY_SOCKET");
     notify_send("READY=1");
 }
 
@@ -278,33 +286,38 @@ void upgrade_start(void)
         log_err(errno, "USR2: socketpair");
         return;
     }
+    /* What the new master inherits, its environment and the line for a
+     * failed exec, all before the fork: the child only makes system calls
+     * (see master_exec.c). */
+    struct inherited in;
+    memset(&in, 0, sizeof(in));
+    in.sb_fd = -1;
+    add_common(&in);
+    in.upgrade_fd = fds[1];
+    char *enc = inherit_format(&in);
+    char **envp = enc ? exec_env(enc) : NULL;
+    free(enc);
+    if (!envp) {
+        close(fds[0]);
+        close(fds[1]);
+        log_err(ENOMEM, "USR2");
+        return;
+    }
+    char fail[PATH_MAX + 64];
+    snprintf(fail, sizeof(fail), "hugd: USR2: cannot execute %s\n", M.launch->exe);
     log_info("USR2: starting a new master from %s", M.launch->exe);
     pid_t pid = fork();
     if (pid == 0) {
-        struct inherited in;
-        memset(&in, 0, sizeof(in));
-        in.sb_fd = -1;
-        add_listeners(&in);
-        in.upgrade_fd = fds[1];
-        in.target = M.target;
-        in.workers_setting = M.cfg->workers;
-        if (scale_on()) {
-            in.min_workers = M.min_workers;
-            in.max_workers = M.max_workers;
-            in.min_setting = M.cfg->min_workers;
-            in.max_setting = M.cfg->max_workers;
-        }
-        char *enc = inherit_encode(&in);
-        if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0)
-            _exit(127);
-        notify_export();
+        /* The descriptors' close-on-exec flags are the child's own. */
+        inherit_keep_on_exec(&in);
         master_block_signals(2); /* until the new master can handle them */
         if (chdir(M.launch->cwd) < 0)
             _exit(127);
-        execv(M.launch->exe, M.launch->argv);
-        log_err(errno, "USR2: executing %s", M.launch->exe);
+        execve(M.launch->exe, M.launch->argv, envp);
+        exec_failed_note(fail);
         _exit(127);
     }
+    free(envp);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
