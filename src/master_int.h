@@ -1,5 +1,7 @@
 /* The master's state, shared by master.c (accepting and handing over),
- * master_workers.c (the worker processes) and master_reload.c (HUP, USR2). */
+ * master_workers.c (the worker processes) and master_reload.c (HUP, USR2).
+ * There is one (master.c's), and every function here gets it as its
+ * first parameter. */
 #ifndef HUGD_MASTER_INT_H
 #define HUGD_MASTER_INT_H
 
@@ -90,73 +92,76 @@ struct master {
     ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };
 
-extern struct master M;
-
 /* master.c */
 /* data: msg->datalen bytes already read from the connection (copied). */
-void master_take_conn(int fd, const struct chan_msg *msg, const char *data);
-void master_dispatch_queue(void);
-void master_dispatch_to(int slot);     /* the queue's oldest to a worker that said it is free */
-void master_unqueue(struct queued *e); /* out of the queue, from wherever it is in it */
-void master_close_listeners(int unlink_paths);
+void master_take_conn(struct master *m, int fd, const struct chan_msg *msg, const char *data);
+void master_dispatch_queue(struct master *m);
+/* The queue's oldest to a worker that said it is free. */
+void master_dispatch_to(struct master *m, int slot);
+/* Out of the queue, from wherever it is in it. */
+void master_unqueue(struct master *m, struct queued *e);
+void master_close_listeners(struct master *m, int unlink_paths);
 /* Kill the workers still running in `seconds`, unless that is due sooner. */
-void master_stop_deadline(double seconds);
+void master_stop_deadline(struct master *m, double seconds);
 
 /* master_conns.c: the connections the master holds (see there) */
-int conns_hold(int fd, int listener); /* a new one of ours; -1: closed */
+int conns_hold(struct master *m, int fd, int listener); /* a new one of ours; -1: closed */
 
 /* master_shed.c: connections nobody has a descriptor for get 503. */
-void shed_init(void);           /* take the reserve descriptor */
-int shed_accept(int lfd);       /* at our limit: accept one and answer it; -1 (errno) if none */
-void shed_held(int fd);         /* one we hold, that no worker can take: answer it */
-void shed_tick(int64_t now_ms); /* the count of what was shed, once per interval */
-int workers_all_full(void);     /* every live worker is at its descriptor limit */
-void conns_sending(int fd, int slot, const char *data, uint32_t len);
-void conns_unsent(int fd);
-void conns_close(int fd);
-void conns_given_back(int slot, const struct chan_msg *m, const char *data);
-void conns_closed(int slot, const char *data, size_t len);
-void conns_worker_gone(int slot);
-void conns_close_inherited(void);
-void conns_keep_on_exec(int keep);
-void conns_adopt(void);
+void shed_init(void); /* take the reserve descriptor */
+/* At our limit: accept one and answer it; -1 (errno) if none. */
+int shed_accept(struct master *m, int lfd);
+void shed_held(struct master *m, int fd); /* one we hold, that no worker can take: answer it */
+/* The count of what was shed, once per interval. */
+void shed_tick(struct master *m, int64_t now_ms);
+int workers_all_full(struct master *m); /* every live worker is at its descriptor limit */
+void conns_sending(struct master *m, int fd, int slot, const char *data, uint32_t len);
+void conns_unsent(struct master *m, int fd);
+void conns_close(struct master *m, int fd);
+void conns_given_back(struct master *m, int slot, const struct chan_msg *given, const char *data);
+void conns_closed(struct master *m, int slot, const char *data, size_t len);
+void conns_worker_gone(struct master *m, int slot);
+void conns_close_inherited(struct master *m);
+void conns_keep_on_exec(struct master *m, int keep);
+void conns_adopt(struct master *m);
 
 /* master_checks.c: the health check (health.h), seen from the master */
-void checks_update(void);              /* the queue or the stop changed: tell the workers */
-void checks_watch(struct queued *e);   /* just queued: is it a health check? */
-void checks_unwatch(struct queued *e); /* leaving the queue */
+void checks_update(struct master *m); /* the queue or the stop changed: tell the workers */
+void checks_watch(struct master *m, struct queued *e);   /* just queued: is it a health check? */
+void checks_unwatch(struct master *m, struct queued *e); /* leaving the queue */
 
 /* master_scale.c: load-driven scaling and max_worker_memory */
 #define SCALE_STEP_MS 250 /* between two steps up while work waits */
-int scale_on(void);
-void scale_tick(int64_t now);
-void scale_now(void);        /* work just started waiting */
-void scale_signal(int more); /* TTIN (1) or TTOU (0) while scaling is on */
+int scale_on(struct master *m);
+void scale_tick(struct master *m, int64_t now);
+void scale_now(struct master *m);              /* work just started waiting */
+void scale_signal(struct master *m, int more); /* TTIN (1) or TTOU (0) while scaling is on */
 
 /* master_watch.c: --reload (watch_files is in master.h) */
-void watch_start(struct ev_loop *loop);
+void watch_start(struct master *m);
 
 /* master_workers.c */
-void workers_spawn_missing(void);
+void workers_spawn_missing(struct master *m);
 void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
-void workers_watch(int slot); /* also makes the slot live */
-void workers_retire(int slot);
-void workers_retire_one(void);
-void workers_replace(int slot, const char *why); /* start another, then retire it */
-void workers_tick(int64_t now);
-void workers_check_ready(void);
-void workers_reaped(pid_t pid, int status);
-void workers_tell(int sig);
-int workers_alive(void);
+void workers_watch(struct master *m, int slot); /* also makes the slot live */
+void workers_retire(struct master *m, int slot);
+void workers_retire_one(struct master *m);
+/* Start another, then retire it. */
+void workers_replace(struct master *m, int slot, const char *why);
+void workers_tick(struct master *m, int64_t now);
+void workers_check_ready(struct master *m);
+void workers_reaped(struct master *m, pid_t pid, int status);
+void workers_tell(struct master *m, int sig);
+int workers_alive(struct master *m);
 
 /* master_reload.c */
-void reload_start(void);                  /* HUP */
-void upgrade_start(void);                 /* USR2 */
-int reload_reaped(pid_t pid, int status); /* 1 if pid was a probe or new master */
-void upgrade_ready(void);                 /* our generation is up: tell the old master */
-int upgrade_forward(int fd, const struct chan_msg *msg, const char *data);
-void upgrade_watch_old(int fd);
-void reload_run_waiting(void); /* a HUP or USR2 that came while one was under way */
+void reload_start(struct master *m);                        /* HUP */
+void upgrade_start(struct master *m);                       /* USR2 */
+int reload_reaped(struct master *m, pid_t pid, int status); /* 1 if pid was a probe or new master */
+void upgrade_ready(struct master *m); /* our generation is up: tell the old master */
+int upgrade_forward(struct master *m, int fd, const struct chan_msg *msg, const char *data);
+void upgrade_watch_old(struct master *m, int fd);
+void reload_run_waiting(struct master *m); /* a HUP or USR2 that came while one was under way */
 
 /* master_exec.c: an exec's environment, built before the fork */
 /* environ with HUGD_INHERIT=inherit (if not NULL) and NOTIFY_SOCKET (if
@@ -168,15 +173,15 @@ extern char **environ;
 
 /* master_stats.c: the stats endpoint (stats_bind), served by the loop */
 struct inherited;
-int stats_open(const struct inherited *inh); /* 0 or an exit code */
-void stats_close(void);                      /* at exit */
-void stats_close_in_child(void);             /* a worker just forked */
+int stats_open(struct master *m, const struct inherited *inh); /* 0 or an exit code */
+void stats_close(struct master *m);                            /* at exit */
+void stats_close_in_child(struct master *m);                   /* a worker just forked */
 
 /* master_stats_collect.c: the figures */
-void stats_worker_gone(int slot, int status); /* before its slot is reset */
+void stats_worker_gone(struct master *m, int slot, int status); /* before its slot is reset */
 struct stats_snapshot;
 /* Fill s from the master's tables; s->w and s->ls are malloc'd (free
  * both), NULL without memory. */
-void stats_collect(struct stats_snapshot *s);
+void stats_collect(struct master *m, struct stats_snapshot *s);
 
 #endif
