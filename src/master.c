@@ -74,9 +74,10 @@ static int hand_over(struct master *m, int fd, const struct chan_msg *msg, const
 
 static void pause_accepting(struct master *m, int pause)
 {
-    if (pause == m->accept_paused || m->stopping || m->handover)
+    enum accept_state to = pause ? ACCEPT_FULL : ACCEPT_ON;
+    if (to == m->accepting || master_leaving(m))
         return;
-    m->accept_paused = pause;
+    m->accepting = to;
     for (int i = 0; i < m->nls; i++) {
         if (m->ls[i].fd < 0)
             continue;
@@ -116,7 +117,7 @@ void master_dispatch_queue(struct master *m)
 {
     while (m->qlen) {
         struct queued *e = &m->q[m->qhead];
-        if (m->handover) {
+        if (m->mode == MODE_HANDOVER) {
             upgrade_forward(m, e->fd, &e->msg, e->data);
         } else if (hand_over(m, e->fd, &e->msg, e->data) < 0) {
             /* Nobody free.  Ask workers to report when they turn free, then
@@ -140,7 +141,7 @@ void master_dispatch_to(struct master *m, int i)
      * worker that stays free could wait for as long as the slowest request
      * runs.  The one that asked gets the oldest: it serves it after the
      * requests already waiting in it, a few milliseconds at most. */
-    if (!m->qlen || m->handover || m->stopping || m->w[i].pid <= 0 ||
+    if (!m->qlen || master_leaving(m) || m->w[i].pid <= 0 ||
         !atomic_load(&m->sb->slot[i].accepting))
         return;
     struct queued *e = &m->q[m->qhead];
@@ -177,11 +178,11 @@ static void enqueue(struct master *m, int fd, const struct chan_msg *msg, const 
  * or passed on by the master we replace. */
 void master_take_conn(struct master *m, int fd, const struct chan_msg *msg, const char *data)
 {
-    if (m->stopping) {
+    if (master_stopping(m)) {
         conns_close(m, fd);
         return;
     }
-    if (m->handover) {
+    if (m->mode == MODE_HANDOVER) {
         upgrade_forward(m, fd, msg, data);
         return;
     }
@@ -229,7 +230,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
              * socket we cannot accept from. */
             log_err(errno, "accept4");
             pause_accepting(m, 1);
-            m->accept_paused = 2;
+            m->accepting = ACCEPT_BACKOFF;
             return;
         }
         m->sb->totals.accepted++;
@@ -282,10 +283,11 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     int64_t now = monotonic_ms();
     shed_tick(m, now);
-    if (m->stopping || m->handover) {
-        if (m->stopping == 1 && !m->workers_told && (m->qlen == 0 || workers_alive(m) == 0))
+    if (master_leaving(m)) {
+        int graceful = m->mode == MODE_STOPPING;
+        if (graceful && !m->workers_told && (m->qlen == 0 || workers_alive(m) == 0))
             workers_tell(m, SIGTERM);
-        if (m->handover || (m->stopping == 1 && !m->workers_told))
+        if (m->mode == MODE_HANDOVER || (graceful && !m->workers_told))
             master_dispatch_queue(m);
         if (workers_alive(m) == 0)
             ev_break(m->loop, EVBREAK_ALL);
@@ -293,8 +295,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     }
     workers_tick(m, now);
     scale_tick(m, now);
-    if (m->accept_paused == 2) {
-        m->accept_paused = 1;
+    if (m->accepting == ACCEPT_BACKOFF) {
+        m->accepting = ACCEPT_FULL;
         pause_accepting(m, 0);
     }
     if (m->qlen)
@@ -321,11 +323,16 @@ void master_stop_deadline(struct master *m, double seconds)
     ev_timer_start(m->loop, &m->deadline_w);
 }
 
+/* how: 1 graceful (TERM), 2 at once (INT, QUIT). */
 static void stop(struct master *m, int how)
 {
-    if (m->stopping >= how)
+    enum master_mode to = how == 2 ? MODE_STOPPING_NOW : MODE_STOPPING;
+    /* Once each, a quick one after a graceful one.  A handover keeps its
+     * mode: there a graceful stop is done once it has begun; a quick one
+     * signals the workers again. */
+    if (m->mode == MODE_HANDOVER ? how == 1 && master_stopping(m) : m->mode >= to)
         return;
-    if (!m->stopping && !m->handover) {
+    if (!master_leaving(m)) {
         if (!m->stop_delay)
             notify_send("STOPPING=1");
         /* A connection the kernel completed but nobody accepted would be
@@ -346,7 +353,8 @@ static void stop(struct master *m, int how)
     atomic_store(&m->sb->stopping, linger ? SB_STOP_LINGER : SB_STOP_CLOSE);
     ev_timer_stop(m->loop, &m->delay_w);
     m->stop_delay = 0;
-    m->stopping = how;
+    if (m->mode != MODE_HANDOVER)
+        master_set_mode(m, to, how == 2 ? "INT or QUIT" : "TERM");
     checks_update(m);
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
@@ -382,7 +390,7 @@ static void on_delay_over(struct ev_loop *loop, ev_timer *t, int revents)
  * then the graceful stop.  A second TERM stops at once. */
 static void term(struct master *m)
 {
-    if (m->cfg->shutdown_delay <= 0 || m->stop_delay || m->stopping || m->handover) {
+    if (m->cfg->shutdown_delay <= 0 || m->stop_delay || master_leaving(m)) {
         stop(m, 1);
         return;
     }
@@ -410,11 +418,11 @@ static void act(struct master *m, int sig, unsigned times)
         break;
     case SIGTTIN:
         if (scale_on(m)) {
-            while (times-- && !m->stopping && !m->handover)
+            while (times-- && !master_leaving(m))
                 scale_signal(m, 1);
             break;
         }
-        while (times-- && !m->stopping && !m->handover && m->target < m->nslots) {
+        while (times-- && !master_leaving(m) && m->target < m->nslots) {
             m->target++;
             log_info("TTIN: %d workers", m->target);
             workers_spawn_missing(m);
@@ -422,11 +430,11 @@ static void act(struct master *m, int sig, unsigned times)
         break;
     case SIGTTOU:
         if (scale_on(m)) {
-            while (times-- && !m->stopping && !m->handover)
+            while (times-- && !master_leaving(m))
                 scale_signal(m, 0);
             break;
         }
-        while (times-- && !m->stopping && !m->handover && m->target > 1) {
+        while (times-- && !master_leaving(m) && m->target > 1) {
             m->target--;
             log_info("TTOU: %d workers", m->target);
             workers_retire_one(m);
@@ -468,7 +476,7 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
     (void)revents;
     if (!reload_reaped(m, cw->rpid, cw->rstatus))
         workers_reaped(m, cw->rpid, cw->rstatus);
-    if ((m->stopping || m->handover) && workers_alive(m) == 0)
+    if (master_leaving(m) && workers_alive(m) == 0)
         ev_break(m->loop, EVBREAK_ALL);
 }
 
@@ -754,7 +762,7 @@ int master_serve(int app_ok)
         workers_spawn_missing(m);
         ev_run(m->loop, 0);
     }
-    master_close_listeners(m, !m->handover);
+    master_close_listeners(m, m->mode != MODE_HANDOVER); /* else the paths are the new master's */
     stats_close(m);
     if (m->cfg->pidfile)
         pidfile_remove(m->cfg->pidfile);

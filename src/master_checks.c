@@ -42,7 +42,7 @@ static int serving(struct master *m, int i)
 
 static enum health_state state(struct master *m)
 {
-    if (m->stop_delay || m->stopping)
+    if (m->stop_delay || master_stopping(m))
         return HEALTH_DRAINING;
     int any = 0;
     for (int k = 0; k < m->nlive && !any; k++)
@@ -58,9 +58,9 @@ void checks_update(struct master *m)
 {
     /* The workers answer only while one of them is alive: what they need
      * is whether the instance stops, or the queue is full. */
-    int st = m->stop_delay || m->stopping ? HEALTH_DRAINING
-             : m->qlen >= m->qcap         ? HEALTH_QUEUE_FULL
-                                          : HEALTH_OK;
+    int st = m->stop_delay || master_stopping(m) ? HEALTH_DRAINING
+             : m->qlen >= m->qcap                ? HEALTH_QUEUE_FULL
+                                                 : HEALTH_OK;
     if (atomic_load(&m->sb->health) != st)
         atomic_store(&m->sb->health, st);
 }
@@ -184,7 +184,7 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 void checks_watch(struct master *m, struct queued *e)
 {
     e->peek = NULL;
-    if (!m->cfg->health_path || m->handover)
+    if (!m->cfg->health_path || m->mode == MODE_HANDOVER)
         return;
     if (look(m, e) != WATCH)
         return;

@@ -29,6 +29,39 @@ struct wproc {
     int recycled;    /* replaced on purpose: the stats_reason, + 1 (0: not) */
 };
 
+/* What the master is doing.  TERM with a shutdown_delay changes no mode:
+ * the master serves on with its health check failing (stop_delay) until
+ * the delay's timer stops it.  The pids of a probe and of a new master
+ * are kept as data (probe_pid, upgrade_pid) for reaping and signalling;
+ * the mode alone says what is under way.  Transitions (master_mode.c):
+ *
+ *   SERVING -> RELOADING   HUP: the probe was forked
+ *   RELOADING -> SERVING   the probe failed (or the exec did: the in-place
+ *                          exec itself leaves no mode behind)
+ *   SERVING -> UPGRADING   USR2: the new master was forked
+ *   UPGRADING -> SERVING   it died before it was ready
+ *   UPGRADING, STOPPING*  -> HANDOVER   it said READY
+ *   SERVING, RELOADING, UPGRADING -> STOPPING (TERM) or STOPPING_NOW
+ *                          (INT, QUIT); STOPPING -> STOPPING_NOW
+ *   HANDOVER is the last: a stop after it acts on the workers only, and
+ *   master_stopping says that it came. */
+enum master_mode {
+    MODE_SERVING,      /* accepting, handing connections to workers */
+    MODE_RELOADING,    /* HUP: a probe (probe_pid) loads the new config and code */
+    MODE_UPGRADING,    /* USR2: the new master (upgrade_pid) is starting */
+    MODE_HANDOVER,     /* it is ready: it has our listeners, gets all we hold */
+    MODE_STOPPING,     /* TERM: listeners closed, in-flight requests finish */
+    MODE_STOPPING_NOW, /* INT, QUIT: the queue closed, workers quit */
+};
+
+/* Whether the accept watchers run, while the master serves (once it
+ * leaves, the listeners are closed whatever this says). */
+enum accept_state {
+    ACCEPT_ON,      /* the accept watchers run */
+    ACCEPT_FULL,    /* the queue is full: the kernel's backlog holds the rest */
+    ACCEPT_BACKOFF, /* accept4 failed: the next tick tries again */
+};
+
 struct queued {
     int fd;
     struct chan_msg msg;
@@ -43,7 +76,8 @@ struct master {
     struct listener *ls;
     int nls;
     ev_io *accept_w;
-    int accept_paused;
+    enum master_mode mode; /* change it with master_set_mode */
+    enum accept_state accepting;
     struct scoreboard *sb;
     int sb_fd;
     struct addrmatch proxy_allow; /* cfg->proxy_allow_ips, for the health checks it reads */
@@ -67,7 +101,6 @@ struct master {
         char *p; /* request bytes sent with a connection: its worker may die unread */
         uint32_t len;
     } * sent_bytes; /* per descriptor, allocated on first use */
-    int stopping;   /* 0 serving, 1 graceful, 2 at once */
     int stop_delay; /* TERM came: serving on for shutdown_delay, the health check failing */
     ev_timer delay_w;
     int workers_told;
@@ -76,11 +109,10 @@ struct master {
     int ready; /* the current generation has come up */
     PyThreadState *py;
     /* reload and upgrade */
-    pid_t probe_pid;   /* HUP: checking the new config and code */
-    pid_t upgrade_pid; /* USR2: the new master we started */
+    pid_t probe_pid;   /* HUP: checking the new config and code; 0 when reaped */
+    pid_t upgrade_pid; /* USR2: the new master we started; 0 when reaped */
     int upgrade_fd;    /* channel to the other master (either side) */
     ev_io upgrade_w;
-    int handover; /* the new master took over: we pass everything on */
     /* A HUP or USR2 came while a reload or upgrade was under way: it runs
      * once that one has finished (or, across an exec, in the new image). */
     int hup_waiting, usr2_waiting;
@@ -91,6 +123,24 @@ struct master {
     ev_timer tick_w;
     ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
 };
+
+/* master_mode.c */
+void master_set_mode(struct master *m, enum master_mode to, const char *why);
+
+/* No new connection goes to our workers any more: the listeners are closed
+ * (or the new master's) and no worker is started. */
+static inline int master_leaving(const struct master *m)
+{
+    return m->mode >= MODE_HANDOVER;
+}
+
+/* A stop has begun (TERM after any shutdown_delay, INT, QUIT), also during
+ * a handover, where the mode stays HANDOVER.  The scoreboard says so to
+ * the workers, and only stop() writes it. */
+static inline int master_stopping(const struct master *m)
+{
+    return atomic_load(&m->sb->stopping) != SB_STOP_NONE;
+}
 
 /* master.c */
 /* data: msg->datalen bytes already read from the connection (copied). */

@@ -83,17 +83,20 @@ static void add_common(struct master *m, struct inherited *in)
 static int busy(struct master *m, int sig)
 {
     const char *what = sig == SIGHUP ? "HUP" : "USR2";
-    if (m->handover && m->upgrade_pid > 0) {
+    if (m->mode == MODE_HANDOVER && m->upgrade_pid > 0) {
         /* We are on our way out: the master that took over acts on it. */
         log_info("%s: passed on to the new master (pid %d)", what, (int)m->upgrade_pid);
         kill(m->upgrade_pid, sig);
         return 1;
     }
-    if (m->stopping || m->handover || m->stop_delay) {
+    if (master_leaving(m) || m->stop_delay) {
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
-    if (m->probe_pid || m->upgrade_pid || m->upgrade_fd >= 0 || m->importing) {
+    /* Besides our own reload or upgrade: the new master of an upgrade
+     * while the old one still hands over (upgrade_fd), or a reload's new
+     * image while it imports. */
+    if (m->mode != MODE_SERVING || m->upgrade_fd >= 0 || m->importing) {
         int *waiting = sig == SIGHUP ? &m->hup_waiting : &m->usr2_waiting;
         if (!*waiting)
             log_info("%s: a reload or upgrade is under way; this one runs when it has finished",
@@ -162,6 +165,7 @@ void reload_start(struct master *m)
         return;
     }
     m->probe_pid = pid;
+    master_set_mode(m, MODE_RELOADING, "HUP");
 }
 
 static void exec_in_place(struct master *m)
@@ -232,11 +236,11 @@ static int on_upgrade_msg(void *ctx, const struct chan_msg *msg, int fd, const c
     }
     if (fd >= 0)
         close(fd);
-    if (msg->type == CHAN_READY && m->upgrade_pid && !m->handover) {
+    if (msg->type == CHAN_READY && m->upgrade_pid && m->mode != MODE_HANDOVER) {
         /* The new master serves: hand everything over and go. */
         log_info("USR2: new master (pid %d) is ready; handing over and draining",
                  (int)m->upgrade_pid);
-        m->handover = 1;
+        master_set_mode(m, MODE_HANDOVER, "the new master is ready");
         master_close_listeners(m, 0);
         master_dispatch_queue(m);
         master_stop_deadline(m, m->cfg->graceful_timeout);
@@ -326,6 +330,7 @@ void upgrade_start(struct master *m)
         return;
     }
     m->upgrade_pid = pid;
+    master_set_mode(m, MODE_UPGRADING, "USR2");
     upgrade_watch_old(m, fds[0]);
 }
 
@@ -363,11 +368,15 @@ int reload_reaped(struct master *m, pid_t pid, int status)
     char how[64];
     if (pid && pid == m->probe_pid) {
         m->probe_pid = 0;
-        if (m->stop_delay && !m->stopping) {
+        /* Still reloading: no stop overtook the probe. */
+        int ours = m->mode == MODE_RELOADING;
+        if (ours)
+            master_set_mode(m, MODE_SERVING, "the probe ended");
+        if (m->stop_delay) {
             /* TERM came while the probe ran: the stop wins (a new image
              * would not know it had begun). */
             log_info("HUP: not applied: stopping");
-        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !m->stopping && !m->handover) {
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && ours) {
             exec_in_place(m);
         } else {
             describe(status, how, sizeof(how));
@@ -382,7 +391,9 @@ int reload_reaped(struct master *m, pid_t pid, int status)
     if (pid && pid == m->upgrade_pid) {
         m->upgrade_pid = 0;
         describe(status, how, sizeof(how));
-        if (!m->handover) {
+        if (m->mode != MODE_HANDOVER) {
+            if (m->mode == MODE_UPGRADING)
+                master_set_mode(m, MODE_SERVING, "the new master ended before it was ready");
             log_errx("USR2: the new master (pid %d) %s before it was ready; still serving",
                      (int)pid, how);
             if (m->upgrade_fd >= 0) {

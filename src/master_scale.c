@@ -142,7 +142,7 @@ static void check_memory(struct master *m, int64_t now)
 void scale_tick(struct master *m, int64_t now)
 {
     /* While a reload brings its generation up, the pool is the reload's. */
-    if (m->stopping || m->handover || m->importing || !m->ready)
+    if (master_leaving(m) || m->importing || !m->ready)
         return;
     check_memory(m, now);
     if (scale_on(m))
@@ -151,7 +151,7 @@ void scale_tick(struct master *m, int64_t now)
 
 void scale_now(struct master *m)
 {
-    if (scale_on(m) && !m->stopping && !m->handover && !m->importing && m->ready)
+    if (scale_on(m) && !master_leaving(m) && !m->importing && m->ready)
         decide(m, monotonic_ms());
 }
 

@@ -47,7 +47,7 @@ void stats_worker_gone(struct master *m, int i, int status)
         t->restarts[STATS_TIMEOUT]++;
     else if (wp->recycled)
         t->restarts[wp->recycled - 1]++;
-    else if (wp->retiring || wp->old_gen || m->stopping || m->handover)
+    else if (wp->retiring || wp->old_gen || master_leaving(m))
         return;
     else if (WIFSIGNALED(status))
         t->restarts[STATS_SIGNAL]++;

@@ -225,7 +225,7 @@ static int free_slot(struct master *m)
 
 void workers_spawn_missing(struct master *m)
 {
-    if (m->stopping || m->handover || !m->app_ok)
+    if (master_leaving(m) || !m->app_ok)
         return;
     if (monotonic_ms() < m->next_spawn_ms)
         return;
@@ -260,7 +260,7 @@ void workers_retire(struct master *m, int i)
 void workers_replace(struct master *m, int i, const char *why)
 {
     struct wproc *wp = &m->w[i];
-    if (m->stopping || m->handover || !m->app_ok || wp->pid <= 0 || wp->retiring || wp->replaced_by)
+    if (master_leaving(m) || !m->app_ok || wp->pid <= 0 || wp->retiring || wp->replaced_by)
         return;
     int j = free_slot(m);
     if (j < 0)
@@ -283,7 +283,7 @@ static int is_up(struct master *m, int j)
 
 void workers_check_ready(struct master *m)
 {
-    if (m->stopping || m->handover)
+    if (master_leaving(m))
         return;
     for (int i = 0; i < m->nslots; i++) {
         struct wproc *wp = &m->w[i];
@@ -361,7 +361,7 @@ void workers_reaped(struct master *m, pid_t pid, int status)
     int young = st == SB_BOOTING ||
                 (st == SB_IDLE && lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    int expected = wp->retiring || m->stopping || m->handover;
+    int expected = wp->retiring || master_leaving(m);
     if (WIFEXITED(status))
         LOG_AT(clean ? LOG_LVL_INFO : LOG_LVL_ERROR, 0, "worker %d (pid %d) exited with %d", i,
                (int)pid, WEXITSTATUS(status));
@@ -383,7 +383,7 @@ void workers_reaped(struct master *m, pid_t pid, int status)
     scoreboard_reset_slot(s);
     conns_worker_gone(m, i);
 
-    if (m->stopping || m->handover)
+    if (master_leaving(m))
         return;
     if (!clean && !was_expected && young) {
         /* Dying young again and again means respawning can't fix it: slow
