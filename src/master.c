@@ -1,7 +1,8 @@
-/* The master: accept, choose a worker, hand over; signals; stopping.
- * Signal handlers only count and wake the loop, so every reaction runs in
- * the loop, never inside a handler.  Worker processes are
- * master_workers.c's, reload and upgrade master_reload.c's. */
+/* The master: its loop, its mode, what it does on a signal, and stopping.
+ * It calls down into the rest: connections are master_dispatch.c's, worker
+ * processes master_workers.c's, reload and upgrade master_reload.c's, and
+ * the signal handler (master_signals.c) only counts and wakes the loop, so
+ * every reaction runs here, never inside a handler. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,268 +14,19 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "hugd/balancer.h"
 #include "hugd/log.h"
 #include "hugd/notify.h"
 #include "master_int.h"
 
-#define ACCEPT_BATCH 64
 #define TICK_SECONDS 0.25
 
 /* The one master of this process.  Everything below master_setup gets it
- * as a parameter; the signal handler and master.h's entry points, which
- * cannot, reach it here.  The loop's watchers carry it as their data. */
+ * as a parameter; master.h's entry points, which cannot, reach it here.
+ * The loop's watchers carry it as their data. */
 static struct master the_master;
 static struct master *const self = &the_master;
 
-/* ---- handing connections over ---------------------------------------- */
-
-/* 0: sent to worker i; -1: its channel is full; -2: it is broken. */
-static int send_to(struct master *m, int i, int fd, const struct chan_msg *msg, const char *data)
-{
-    struct chan_msg cm = *msg;
-    cm.type = CHAN_CONN;
-    cm.id = (uint32_t)fd;
-    struct sb_slot *s = &m->sb->slot[i];
-    /* Count it before sending, so that a scoreboard read in between never
-     * sees this worker as emptier than it is. */
-    atomic_fetch_add(&s->sent, 1);
-    conns_sending(m, fd, i, data, cm.datalen);
-    /* Our descriptor stays open: see master_conns.c. */
-    if (channel_send_conn(m->w[i].ch, fd, &cm, data) == 0)
-        return 0;
-    int e = errno;
-    conns_unsent(m, fd);
-    atomic_fetch_sub(&s->sent, 1);
-    if (e == EAGAIN || e == ENOBUFS)
-        return -1;
-    log_warn(e, "handing a connection to worker %d", i);
-    atomic_store(&s->accepting, 0);
-    return -2;
-}
-
-/* 0: handed over; -1: keep it (nobody free or the send failed). */
-static int hand_over(struct master *m, int fd, const struct chan_msg *msg, const char *data)
-{
-    int tries = m->nlive;
-    while (tries-- > 0) {
-        int i = balancer_pick(m->sb, m->live, m->nlive, m->rr);
-        if (i < 0)
-            return -1;
-        int r = send_to(m, i, fd, msg, data);
-        if (r == 0) {
-            m->rr = (i + 1) % m->nslots;
-            return 0;
-        }
-        if (r == -1)
-            return -1;
-    }
-    return -1;
-}
-
-static void pause_accepting(struct master *m, int pause)
-{
-    enum accept_state to = pause ? ACCEPT_FULL : ACCEPT_ON;
-    if (to == m->accepting || master_leaving(m))
-        return;
-    m->accepting = to;
-    for (int i = 0; i < m->nls; i++) {
-        if (m->ls[i].fd < 0)
-            continue;
-        if (pause)
-            ev_io_stop(m->loop, &m->accept_w[i]);
-        else
-            ev_io_start(m->loop, &m->accept_w[i]);
-    }
-}
-
-static void pop_queue(struct master *m)
-{
-    checks_unwatch(m, &m->q[m->qhead]);
-    free(m->q[m->qhead].data);
-    m->q[m->qhead].data = NULL;
-    m->qhead = (m->qhead + 1) % m->qcap;
-    m->qlen--;
-    checks_update(m);
-}
-
-void master_unqueue(struct master *m, struct queued *e)
-{
-    /* Rare (a health check answered from the queue): the entries behind
-     * it move up one place; their watchers are pointers, and stay put. */
-    int k = (int)(e - m->q);
-    int pos = (k - m->qhead + m->qcap) % m->qcap;
-    checks_unwatch(m, e);
-    free(e->data);
-    for (int p = pos; p + 1 < m->qlen; p++)
-        m->q[(m->qhead + p) % m->qcap] = m->q[(m->qhead + p + 1) % m->qcap];
-    m->q[(m->qhead + m->qlen - 1) % m->qcap] = (struct queued){.fd = -1};
-    m->qlen--;
-    checks_update(m);
-}
-
-void master_dispatch_queue(struct master *m)
-{
-    while (m->qlen) {
-        struct queued *e = &m->q[m->qhead];
-        if (m->mode == MODE_HANDOVER) {
-            upgrade_forward(m, e->fd, &e->msg, e->data);
-        } else if (hand_over(m, e->fd, &e->msg, e->data) < 0) {
-            /* Nobody free.  Ask workers to report when they turn free, then
-             * look once more: a worker that went free just before the flag
-             * was set would not report it. */
-            atomic_store(&m->sb->waiting, 1);
-            if (hand_over(m, e->fd, &e->msg, e->data) < 0)
-                return;
-        }
-        pop_queue(m);
-    }
-    atomic_store(&m->sb->waiting, 0);
-    pause_accepting(m, 0);
-}
-
-void master_dispatch_to(struct master *m, int i)
-{
-    /* Worker i said it was free when it was about to wait.  Under load it
-     * is rarely still free by the time the master looks (a keep-alive
-     * client of its own has sent again), and a connection queued for a
-     * worker that stays free could wait for as long as the slowest request
-     * runs.  The one that asked gets the oldest: it serves it after the
-     * requests already waiting in it, a few milliseconds at most. */
-    if (!m->qlen || master_leaving(m) || m->w[i].pid <= 0 ||
-        !atomic_load(&m->sb->slot[i].accepting))
-        return;
-    struct queued *e = &m->q[m->qhead];
-    if (send_to(m, i, e->fd, &e->msg, e->data) == 0)
-        pop_queue(m);
-}
-
-static void enqueue(struct master *m, int fd, const struct chan_msg *msg, const char *data)
-{
-    int tail = (m->qhead + m->qlen) % m->qcap;
-    m->q[tail].fd = fd;
-    m->q[tail].msg = *msg;
-    m->q[tail].data = NULL;
-    m->q[tail].peek = NULL;
-    if (msg->datalen && !(m->q[tail].data = malloc(msg->datalen))) {
-        log_err(ENOMEM, "queueing a connection");
-        conns_close(m, fd);
-        return;
-    }
-    if (msg->datalen)
-        memcpy(m->q[tail].data, data, msg->datalen);
-    m->qlen++;
-    if (m->qlen > m->sb->totals.queued_max)
-        m->sb->totals.queued_max = m->qlen;
-    if (m->qlen == m->qcap) {
-        /* Full: the kernel's backlog holds the rest until a worker frees. */
-        pause_accepting(m, 1);
-    }
-    checks_update(m);
-    checks_watch(m, &m->q[tail]); /* last: it may answer and drop the entry */
-}
-
-/* A connection to serve: newly accepted, handed back by a draining worker,
- * or passed on by the master we replace. */
-void master_take_conn(struct master *m, int fd, const struct chan_msg *msg, const char *data)
-{
-    if (master_stopping(m)) {
-        conns_close(m, fd);
-        return;
-    }
-    if (m->mode == MODE_HANDOVER) {
-        upgrade_forward(m, fd, msg, data);
-        return;
-    }
-    if (m->qlen == 0 && hand_over(m, fd, msg, data) == 0)
-        return;
-    if (workers_all_full(m)) {
-        shed_held(m, fd); /* it would wait until a worker closes one of its own */
-        return;
-    }
-    if (m->qlen == m->qcap) {
-        /* Only a hand-back can find the queue full (accepting pauses when
-         * it fills); there is nowhere to keep it. */
-        conns_close(m, fd);
-        return;
-    }
-    enqueue(m, fd, msg, data);
-    master_dispatch_queue(m);
-    if (m->qlen)
-        scale_now(m); /* it waits: a worker more, if scaling may */
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct master *m = io->data;
-    (void)loop;
-    (void)revents;
-    int li = (int)(io - m->accept_w);
-    for (int n = 0; n < ACCEPT_BATCH && m->qlen < m->qcap; n++) {
-        struct chan_msg msg;
-        memset(&msg, 0, sizeof(msg));
-        socklen_t sl = sizeof(msg.peer);
-        int fd = accept4(io->fd, (struct sockaddr *)&msg.peer, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            if (errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            /* Our descriptor limit: answer the connection with 503 from
-             * the reserve (master_shed.c) rather than leave it waiting. */
-            if ((errno == EMFILE || errno == ENFILE) && shed_accept(m, io->fd) == 0)
-                continue;
-            if (errno == EAGAIN)
-                return;
-            /* Anything else: back off instead of spinning on a readable
-             * socket we cannot accept from. */
-            log_err(errno, "accept4");
-            pause_accepting(m, 1);
-            m->accepting = ACCEPT_BACKOFF;
-            return;
-        }
-        m->sb->totals.accepted++;
-        msg.type = CHAN_CONN;
-        msg.listener = (uint16_t)li;
-        msg.peerlen = sl;
-        if (conns_hold(m, fd, li) == 0)
-            master_take_conn(m, fd, &msg, NULL);
-    }
-}
-
-/* ---- signals ------------------------------------------------------------ */
-
-/* A plain handler counts every delivery and wakes the loop, which acts on
- * the counts.  libev's own signal watchers would fold two deliveries that
- * land between two passes of the loop into one: two TTOUs sent back to
- * back would retire one worker. */
-static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
-                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
-#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
-
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
-static atomic_uint sig_got[NSIGS]; /* written by the handler only */
-static unsigned sig_done[NSIGS];   /* how many of them the loop has acted on */
-
-static void on_signal(int sig)
-{
-    int e = errno;
-    for (size_t k = 0; k < NSIGS; k++)
-        if (master_sigs[k] == sig)
-            atomic_fetch_add(&sig_got[k], 1);
-    ev_async_send(self->loop, &self->sig_w); /* async-signal-safe */
-    errno = e;
-}
-
 /* ---- stopping ---------------------------------------------------------- */
-
-void master_close_listeners(struct master *m, int unlink_paths)
-{
-    for (int i = 0; i < m->nls; i++) {
-        ev_io_stop(m->loop, &m->accept_w[i]);
-        sock_close(&m->ls[i], unlink_paths);
-    }
-}
 
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -288,39 +40,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         if (graceful && !m->workers_told && (m->qlen == 0 || workers_alive(m) == 0))
             workers_tell(m, SIGTERM);
         if (m->mode == MODE_HANDOVER || (graceful && !m->workers_told))
-            master_dispatch_queue(m);
+            dispatch_queue(m);
         if (workers_alive(m) == 0)
             ev_break(m->loop, EVBREAK_ALL);
         return;
     }
     workers_tick(m, now);
     scale_tick(m, now);
-    if (m->accepting == ACCEPT_BACKOFF) {
-        m->accepting = ACCEPT_FULL;
-        pause_accepting(m, 0);
-    }
-    if (m->qlen)
-        master_dispatch_queue(m);
-}
-
-static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    struct master *m = t->data;
-    (void)loop;
-    (void)revents;
-    log_warnx("workers still running at the stop deadline; killing them");
-    workers_tell(m, SIGKILL); /* reaped at once: then the loop ends (on_child) */
-}
-
-void master_stop_deadline(struct master *m, double seconds)
-{
-    /* Its own timer, not the tick, so the deadline is kept to the
-     * millisecond; a second stop can only bring it closer. */
-    if (ev_is_active(&m->deadline_w) && ev_timer_remaining(m->loop, &m->deadline_w) <= seconds)
-        return;
-    ev_timer_stop(m->loop, &m->deadline_w);
-    ev_timer_init(&m->deadline_w, on_deadline, seconds, 0.);
-    ev_timer_start(m->loop, &m->deadline_w);
+    dispatch_tick(m);
 }
 
 /* how: 1 graceful (TERM), 2 at once (INT, QUIT). */
@@ -340,8 +67,8 @@ static void stop(struct master *m, int how)
          * waits in the backlogs first (as far as the queue has room). */
         for (int i = 0; i < m->nls; i++)
             for (int k = 0; k < 16 && m->ls[i].fd >= 0 && m->qlen < m->qcap; k++)
-                on_accept(m->loop, &m->accept_w[i], EV_READ);
-        master_close_listeners(m, 1);
+                dispatch_on_accept(m->loop, &m->accept_w[i], EV_READ);
+        dispatch_close_listeners(m, 1);
     }
     /* Before any worker hears of it: from here on every response closes
      * its connection.  After a shutdown delay a balancer may still hold
@@ -361,16 +88,13 @@ static void stop(struct master *m, int how)
                  m->cfg->graceful_timeout);
         /* gunicorn's meaning: whatever still runs at graceful_timeout is
          * killed then, and we exit right after. */
-        master_stop_deadline(m, m->cfg->graceful_timeout);
+        workers_kill_at(m, m->cfg->graceful_timeout);
         if (m->qlen == 0)
             workers_tell(m, SIGTERM);
     } else {
         log_info("stopping now");
-        while (m->qlen) {
-            conns_close(m, m->q[m->qhead].fd);
-            pop_queue(m);
-        }
-        master_stop_deadline(m, KILL_GRACE_MS / 1000.0);
+        dispatch_close_queue(m);
+        workers_kill_at(m, KILL_GRACE_MS / 1000.0);
         workers_tell(m, SIGQUIT);
     }
     if (workers_alive(m) == 0)
@@ -454,19 +178,16 @@ static void act(struct master *m, int sig, unsigned times)
     }
 }
 
+static void act_on(void *ctx, int sig, unsigned times)
+{
+    act(ctx, sig, times);
+}
+
 static void on_signals(struct ev_loop *loop, ev_async *a, int revents)
 {
-    struct master *m = a->data;
     (void)loop;
     (void)revents;
-    /* In the table's order: a stop that came with a TTIN spawns nothing. */
-    for (size_t k = 0; k < NSIGS; k++) {
-        unsigned got = atomic_load(&sig_got[k]);
-        unsigned n = got - sig_done[k];
-        sig_done[k] = got;
-        if (n)
-            act(m, master_sigs[k], n);
-    }
+    signals_take(act_on, a->data);
 }
 
 static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
@@ -478,33 +199,6 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
         workers_reaped(m, cw->rpid, cw->rstatus);
     if (master_leaving(m) && workers_alive(m) == 0)
         ev_break(m->loop, EVBREAK_ALL);
-}
-
-void master_block_signals(int block)
-{
-    struct master *m = self;
-    sigset_t set;
-    sigemptyset(&set);
-    for (size_t k = 0; k < NSIGS; k++)
-        sigaddset(&set, master_sigs[k]);
-    if (block == -1)
-        sigemptyset(&set);
-    sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
-    if (block != 1)
-        return;
-    /* Before an exec: what came but was not acted on yet goes back to the
-     * kernel as pending (blocked, it survives the exec), so the image we
-     * execute acts on it once its loop runs.  Counted deliveries fold into
-     * one here; this only covers the moment since the last loop pass. */
-    for (size_t k = 0; k < NSIGS; k++) {
-        unsigned got = atomic_load(&sig_got[k]);
-        int sig = master_sigs[k];
-        if (got != sig_done[k] || (sig == SIGHUP && m->hup_waiting) ||
-            (sig == SIGUSR2 && m->usr2_waiting))
-            kill(getpid(), sig);
-        sig_done[k] = got;
-    }
-    m->hup_waiting = m->usr2_waiting = 0;
 }
 
 /* One connection record per descriptor the master may hold: raise the
@@ -557,7 +251,7 @@ static int adopt(struct master *m, struct inherited *inh)
         msg.peerlen = sl;
         msg.datalen = inh->q[k].datalen;
         if (conns_hold(m, inh->q[k].fd, msg.listener) == 0)
-            master_take_conn(m, inh->q[k].fd, &msg, inh->q[k].data);
+            dispatch_take(m, inh->q[k].fd, &msg, inh->q[k].data);
     }
     if (inh->nw)
         log_info("reloaded: %d worker(s) of the previous generation serve until the new one "
@@ -571,17 +265,6 @@ static int adopt(struct master *m, struct inherited *inh)
             conns_worker_gone(m, owner);
     }
     return 0;
-}
-
-static void install_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    for (size_t k = 0; k < NSIGS; k++)
-        sigaction(master_sigs[k], &sa, NULL);
 }
 
 /* Reaping starts only once no application code runs in this process any
@@ -647,7 +330,7 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
     /* Every watcher of the master's finds it through its data. */
     m->deadline_w.data = m->delay_w.data = m;
     for (int i = 0; i < nls; i++) {
-        ev_io_init(&m->accept_w[i], on_accept, ls[i].fd, EV_READ);
+        ev_io_init(&m->accept_w[i], dispatch_on_accept, ls[i].fd, EV_READ);
         m->accept_w[i].data = m;
         ev_io_start(m->loop, &m->accept_w[i]);
     }
@@ -657,7 +340,7 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
     ev_async_init(&m->sig_w, on_signals);
     m->sig_w.data = m;
     ev_async_start(m->loop, &m->sig_w);
-    install_handlers();
+    signals_install(m->loop, &m->sig_w);
     master_block_signals(0); /* whatever came while starting is handled now */
     ev_timer_init(&m->tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     m->tick_w.data = m;
@@ -745,7 +428,7 @@ int master_serve(int app_ok)
     int stopped = end_import(m);
     /* What the application installed while a reload imported it must not
      * take the master's signals. */
-    install_handlers();
+    signals_install(m->loop, &m->sig_w);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -762,7 +445,7 @@ int master_serve(int app_ok)
         workers_spawn_missing(m);
         ev_run(m->loop, 0);
     }
-    master_close_listeners(m, m->mode != MODE_HANDOVER); /* else the paths are the new master's */
+    dispatch_close_listeners(m, m->mode != MODE_HANDOVER); /* else the paths are the new master's */
     stats_close(m);
     if (m->cfg->pidfile)
         pidfile_remove(m->cfg->pidfile);

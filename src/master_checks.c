@@ -95,7 +95,7 @@ static int answer(struct master *m, struct queued *e, enum health_match hm, size
     log_debug("answered a health check with %d (no worker was free)", health_status(st));
     int fd = e->fd;
     checks_unwatch(m, e);
-    master_unqueue(m, e);
+    dispatch_unqueue(m, e);
     conns_close(m, fd);
     return 0;
 }

@@ -128,7 +128,7 @@ void conns_given_back(struct master *m, int slot, const struct chan_msg *given, 
     conns_unsent(m, fd);
     struct chan_msg msg = *given;
     msg.type = CHAN_CONN;
-    master_take_conn(m, fd, &msg, data);
+    dispatch_take(m, fd, &msg, data);
 }
 
 void conns_closed(struct master *m, int slot, const char *data, size_t len)
@@ -169,7 +169,7 @@ void conns_worker_gone(struct master *m, int slot)
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;
-            master_take_conn(m, fd, &msg, bytes);
+            dispatch_take(m, fd, &msg, bytes);
             free(bytes);
             moved++;
         } else if (st == SBC_IDLE_PROXIED) {

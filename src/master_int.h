@@ -121,7 +121,7 @@ struct master {
     ev_child child_w;
     ev_async sig_w; /* a signal came: see on_signal */
     ev_timer tick_w;
-    ev_timer deadline_w; /* stopping: kill what still runs (master_stop_deadline) */
+    ev_timer deadline_w; /* stopping: kill what still runs (workers_kill_at) */
 };
 
 /* master_mode.c */
@@ -142,17 +142,26 @@ static inline int master_stopping(const struct master *m)
     return atomic_load(&m->sb->stopping) != SB_STOP_NONE;
 }
 
-/* master.c */
-/* data: msg->datalen bytes already read from the connection (copied). */
-void master_take_conn(struct master *m, int fd, const struct chan_msg *msg, const char *data);
-void master_dispatch_queue(struct master *m);
+/* master_signals.c: the handler counts, the loop acts (master_block_signals
+ * is in master.h) */
+void signals_install(struct ev_loop *loop, ev_async *wake);
+/* act(ctx, sig, times) for each signal that came since the last call. */
+void signals_take(void (*act)(void *ctx, int sig, unsigned times), void *ctx);
+
+/* master_dispatch.c: accepting, the queue, handing connections over */
+/* A connection to serve: newly accepted, handed back by a worker, or passed
+ * on by the master we replace.  data: msg->datalen bytes already read from
+ * the connection (copied). */
+void dispatch_take(struct master *m, int fd, const struct chan_msg *msg, const char *data);
+void dispatch_queue(struct master *m); /* as far as workers are free */
 /* The queue's oldest to a worker that said it is free. */
-void master_dispatch_to(struct master *m, int slot);
+void dispatch_to(struct master *m, int slot);
 /* Out of the queue, from wherever it is in it. */
-void master_unqueue(struct master *m, struct queued *e);
-void master_close_listeners(struct master *m, int unlink_paths);
-/* Kill the workers still running in `seconds`, unless that is due sooner. */
-void master_stop_deadline(struct master *m, double seconds);
+void dispatch_unqueue(struct master *m, struct queued *e);
+void dispatch_close_queue(struct master *m);
+void dispatch_tick(struct master *m);
+void dispatch_on_accept(struct ev_loop *loop, ev_io *io, int revents);
+void dispatch_close_listeners(struct master *m, int unlink_paths);
 
 /* master_conns.c: the connections the master holds (see there) */
 int conns_hold(struct master *m, int fd, int listener); /* a new one of ours; -1: closed */
@@ -203,13 +212,14 @@ void workers_check_ready(struct master *m);
 void workers_reaped(struct master *m, pid_t pid, int status);
 void workers_tell(struct master *m, int sig);
 int workers_alive(struct master *m);
+/* Kill the workers still running in `seconds`, unless that is due sooner. */
+void workers_kill_at(struct master *m, double seconds);
 
 /* master_reload.c */
 void reload_start(struct master *m);                        /* HUP */
 void upgrade_start(struct master *m);                       /* USR2 */
 int reload_reaped(struct master *m, pid_t pid, int status); /* 1 if pid was a probe or new master */
 void upgrade_ready(struct master *m); /* our generation is up: tell the old master */
-int upgrade_forward(struct master *m, int fd, const struct chan_msg *msg, const char *data);
 void upgrade_watch_old(struct master *m, int fd);
 void reload_run_waiting(struct master *m); /* a HUP or USR2 that came while one was under way */
 

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,7 +107,7 @@ static int busy(struct master *m, int sig)
 }
 
 /* The reload or upgrade under way has ended: start what came meanwhile.
- * (Across the exec of a reload, master_block_signals passes it on.) */
+ * (Across the exec of a reload, exec_in_place passes it on.) */
 static void run_waiting(struct master *m)
 {
     if (m->importing)
@@ -207,6 +206,12 @@ static void exec_in_place(struct master *m)
     /* Blocked across exec: a signal in the gap stays pending for the new
      * image instead of killing the process. */
     master_block_signals(1);
+    /* A HUP or USR2 that waited for this reload is the new image's. */
+    if (m->hup_waiting)
+        kill(getpid(), SIGHUP);
+    if (m->usr2_waiting)
+        kill(getpid(), SIGUSR2);
+    m->hup_waiting = m->usr2_waiting = 0;
     if (chdir(m->launch->cwd) < 0)
         log_err(errno, "HUP: chdir %s", m->launch->cwd);
     execve(self_exe, m->launch->argv, envp);
@@ -231,7 +236,7 @@ static int on_upgrade_msg(void *ctx, const struct chan_msg *msg, int fd, const c
     if (msg->type == CHAN_CONN && fd >= 0) {
         /* Passed on by the master we replace. */
         if (conns_hold(m, fd, msg->listener) == 0)
-            master_take_conn(m, fd, msg, data);
+            dispatch_take(m, fd, msg, data);
         return CHAN_NEXT;
     }
     if (fd >= 0)
@@ -241,9 +246,9 @@ static int on_upgrade_msg(void *ctx, const struct chan_msg *msg, int fd, const c
         log_info("USR2: new master (pid %d) is ready; handing over and draining",
                  (int)m->upgrade_pid);
         master_set_mode(m, MODE_HANDOVER, "the new master is ready");
-        master_close_listeners(m, 0);
-        master_dispatch_queue(m);
-        master_stop_deadline(m, m->cfg->graceful_timeout);
+        dispatch_close_listeners(m, 0);
+        dispatch_queue(m);
+        workers_kill_at(m, m->cfg->graceful_timeout);
         workers_tell(m, SIGTERM);
         /* What came for us during the upgrade is the new master's
          * now; it runs it once we have gone. */
@@ -343,24 +348,6 @@ void upgrade_ready(struct master *m)
         log_err(errno, "telling the old master we are ready");
     else
         log_info("ready: the old master (pid %d) hands over", (int)getppid());
-}
-
-int upgrade_forward(struct master *m, int fd, const struct chan_msg *msg, const char *data)
-{
-    int rc = -1;
-    for (int tries = 0; m->upgrade_fd >= 0 && tries < 10; tries++) {
-        rc = channel_send_conn(m->upgrade_fd, fd, msg, data);
-        if (rc == 0 || errno != EAGAIN)
-            break;
-        /* The new master reads its end promptly; a full buffer clears in
-         * moments, and this only happens during a hand-over. */
-        struct pollfd pfd = {.fd = m->upgrade_fd, .events = POLLOUT};
-        poll(&pfd, 1, 100);
-    }
-    if (rc < 0)
-        log_warn(errno, "passing a connection to the new master");
-    conns_close(m, fd);
-    return rc;
 }
 
 int reload_reaped(struct master *m, pid_t pid, int status)

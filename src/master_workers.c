@@ -97,9 +97,9 @@ void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
     /* Some worker turned free or became ready: the queue can move, a
      * worker waiting for its replacement may go, a generation may be up. */
     workers_check_ready(m);
-    master_dispatch_queue(m);
+    dispatch_queue(m);
     if (said_free)
-        master_dispatch_to(m, (int)(wp - m->w));
+        dispatch_to(m, (int)(wp - m->w));
 }
 
 /* m->live stays sorted so that the balancer's rotation goes in slot order;
@@ -400,7 +400,7 @@ void workers_reaped(struct master *m, pid_t pid, int status)
     }
     workers_spawn_missing(m);
     workers_check_ready(m);
-    master_dispatch_queue(m);
+    dispatch_queue(m);
 }
 
 static void check_timeouts(struct master *m, int64_t now)
@@ -441,6 +441,26 @@ void workers_tick(struct master *m, int64_t now)
     check_timeouts(m, now);
     workers_check_ready(m);
     workers_spawn_missing(m);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct master *m = t->data;
+    (void)loop;
+    (void)revents;
+    log_warnx("workers still running at the stop deadline; killing them");
+    workers_tell(m, SIGKILL); /* reaped at once: then the loop ends (on_child) */
+}
+
+void workers_kill_at(struct master *m, double seconds)
+{
+    /* Its own timer, not the tick, so the deadline is kept to the
+     * millisecond; a second stop can only bring it closer. */
+    if (ev_is_active(&m->deadline_w) && ev_timer_remaining(m->loop, &m->deadline_w) <= seconds)
+        return;
+    ev_timer_stop(m->loop, &m->deadline_w);
+    ev_timer_init(&m->deadline_w, on_deadline, seconds, 0.);
+    ev_timer_start(m->loop, &m->deadline_w);
 }
 
 void workers_tell(struct master *m, int sig)
