@@ -195,8 +195,17 @@ static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
     struct master *m = cw->data;
     (void)loop;
     (void)revents;
+    int slot = -1;
     if (!reload_reaped(m, cw->rpid, cw->rstatus))
-        workers_reaped(m, cw->rpid, cw->rstatus);
+        slot = workers_reaped(m, cw->rpid, cw->rstatus);
+    if (slot >= 0) {
+        /* Connections it handed back just before it died are still in
+         * its channel, and closing it unread would reset them. */
+        dispatch_read_channel(m, slot);
+        workers_gone(m, slot, dispatch_take);
+        if (!master_leaving(m))
+            dispatch_queue(m);
+    }
     if (master_leaving(m) && workers_alive(m) == 0)
         ev_break(m->loop, EVBREAK_ALL);
 }
@@ -262,7 +271,7 @@ static int adopt(struct master *m, struct inherited *inh)
         struct sb_conn *rec = sb_conn(m->sb, fd);
         int owner = atomic_load(&rec->owner);
         if (atomic_load(&rec->state) != SBC_FREE && owner >= 0 && m->w[owner].pid <= 0)
-            conns_worker_gone(m, owner);
+            conns_worker_gone(m, owner, dispatch_take);
     }
     return 0;
 }
@@ -329,6 +338,7 @@ int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct i
     shed_init();
     /* Every watcher of the master's finds it through its data. */
     m->deadline_w.data = m->delay_w.data = m;
+    m->on_channel = dispatch_on_channel;
     for (int i = 0; i < nls; i++) {
         ev_io_init(&m->accept_w[i], dispatch_on_accept, ls[i].fd, EV_READ);
         m->accept_w[i].data = m;

@@ -75,6 +75,22 @@ static struct queued *find(struct master *m, int fd)
     return NULL;
 }
 
+/* Out of the queue, from wherever it is in it. */
+static void unqueue(struct master *m, struct queued *e)
+{
+    /* Rare (a health check answered from the queue): the entries behind
+     * it move up one place; their watchers are pointers, and stay put. */
+    int k = (int)(e - m->q);
+    int pos = (k - m->qhead + m->qcap) % m->qcap;
+    checks_unwatch(m, e);
+    free(e->data);
+    for (int p = pos; p + 1 < m->qlen; p++)
+        m->q[(m->qhead + p) % m->qcap] = m->q[(m->qhead + p + 1) % m->qcap];
+    m->q[(m->qhead + m->qlen - 1) % m->qcap] = (struct queued){.fd = -1};
+    m->qlen--;
+    checks_update(m);
+}
+
 /* 0: answered, closed and out of the queue; -1: left to a worker. */
 static int answer(struct master *m, struct queued *e, enum health_match hm, size_t unread)
 {
@@ -94,8 +110,7 @@ static int answer(struct master *m, struct queued *e, enum health_match hm, size
         log_debug("answering a health check: %s", w < 0 ? strerror(errno) : "short write");
     log_debug("answered a health check with %d (no worker was free)", health_status(st));
     int fd = e->fd;
-    checks_unwatch(m, e);
-    dispatch_unqueue(m, e);
+    unqueue(m, e);
     conns_close(m, fd);
     return 0;
 }

@@ -118,17 +118,15 @@ static struct sb_conn *owned_by(struct master *m, int id, int slot)
     return rec;
 }
 
-void conns_given_back(struct master *m, int slot, const struct chan_msg *given, const char *data)
+int conns_given_back(struct master *m, int slot, const struct chan_msg *given)
 {
     int fd = (int)given->id;
     if (!owned_by(m, fd, slot)) {
         log_warnx("worker %d gave back connection %d, which is not its own", slot, fd);
-        return;
+        return -1;
     }
     conns_unsent(m, fd);
-    struct chan_msg msg = *given;
-    msg.type = CHAN_CONN;
-    dispatch_take(m, fd, &msg, data);
+    return fd;
 }
 
 void conns_closed(struct master *m, int slot, const char *data, size_t len)
@@ -141,7 +139,7 @@ void conns_closed(struct master *m, int slot, const char *data, size_t len)
     }
 }
 
-void conns_worker_gone(struct master *m, int slot)
+void conns_worker_gone(struct master *m, int slot, conns_take_fn *take)
 {
     int moved = 0, closed = 0, proxied = 0;
     for (int fd = 0; fd < m->conn_hi; fd++) {
@@ -169,7 +167,7 @@ void conns_worker_gone(struct master *m, int slot)
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;
-            dispatch_take(m, fd, &msg, bytes);
+            take(m, fd, &msg, bytes);
             free(bytes);
             moved++;
         } else if (st == SBC_IDLE_PROXIED) {

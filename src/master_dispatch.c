@@ -12,6 +12,7 @@
 
 #include "hugd/balancer.h"
 #include "hugd/log.h"
+#include "hugd/stats.h"
 #include "master_int.h"
 
 #define ACCEPT_BATCH 64
@@ -101,21 +102,6 @@ static void pop_queue(struct master *m)
     free(m->q[m->qhead].data);
     m->q[m->qhead].data = NULL;
     m->qhead = (m->qhead + 1) % m->qcap;
-    m->qlen--;
-    checks_update(m);
-}
-
-void dispatch_unqueue(struct master *m, struct queued *e)
-{
-    /* Rare (a health check answered from the queue): the entries behind
-     * it move up one place; their watchers are pointers, and stay put. */
-    int k = (int)(e - m->q);
-    int pos = (k - m->qhead + m->qcap) % m->qcap;
-    checks_unwatch(m, e);
-    free(e->data);
-    for (int p = pos; p + 1 < m->qlen; p++)
-        m->q[(m->qhead + p) % m->qcap] = m->q[(m->qhead + p + 1) % m->qcap];
-    m->q[(m->qhead + m->qlen - 1) % m->qcap] = (struct queued){.fd = -1};
     m->qlen--;
     checks_update(m);
 }
@@ -268,6 +254,69 @@ void dispatch_on_accept(struct ev_loop *loop, ev_io *io, int revents)
         if (conns_hold(m, fd, li) == 0)
             dispatch_take(m, fd, &msg, NULL);
     }
+}
+
+/* ---- what workers say ---------------------------------------------------- */
+
+struct from_worker {
+    struct master *m;
+    struct wproc *wp;
+    int said_free;
+};
+
+static int on_worker_msg(void *ctx, const struct chan_msg *msg, int fd, const char *data)
+{
+    struct from_worker *fw = ctx;
+    struct master *m = fw->m;
+    struct wproc *wp = fw->wp;
+    int slot = (int)(wp - m->w);
+    fw->said_free |= msg->type == CHAN_FREE;
+    if (fd >= 0)
+        close(fd); /* workers send none */
+    if (msg->type == CHAN_BACK && conns_given_back(m, slot, msg) >= 0) {
+        struct chan_msg conn = *msg;
+        conn.type = CHAN_CONN;
+        dispatch_take(m, (int)msg->id, &conn, data);
+    } else if (msg->type == CHAN_CLOSED)
+        conns_closed(m, slot, data, msg->datalen);
+    if (msg->type == CHAN_RETIRE) {
+        workers_replace(m, slot, "reached max_requests");
+        if (wp->replaced_by)
+            wp->recycled = STATS_MAX_REQUESTS + 1;
+    }
+    return CHAN_NEXT;
+}
+
+/* Read everything the worker sent.  Also called for a worker that has
+ * exited: connections it handed back just before are still in the channel,
+ * and closing it unread would reset them. */
+static int read_channel(struct master *m, struct wproc *wp)
+{
+    static char data[CHAN_MAX_DATA];
+    struct from_worker fw = {.m = m, .wp = wp};
+    if (channel_drain(wp->ch, data, on_worker_msg, &fw) == CHAN_EOF)
+        ev_io_stop(m->loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
+    return fw.said_free;
+}
+
+void dispatch_on_channel(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = io->data;
+    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
+    int said_free = read_channel(m, wp);
+    /* Some worker turned free or became ready: the queue can move, a
+     * worker waiting for its replacement may go, a generation may be up. */
+    workers_check_ready(m);
+    dispatch_queue(m);
+    if (said_free)
+        dispatch_to(m, (int)(wp - m->w));
+}
+
+void dispatch_read_channel(struct master *m, int slot)
+{
+    read_channel(m, &m->w[slot]);
 }
 
 void dispatch_close_listeners(struct master *m, int unlink_paths)

@@ -1,7 +1,17 @@
-/* The master's state, shared by master.c (accepting and handing over),
- * master_workers.c (the worker processes) and master_reload.c (HUP, USR2).
- * There is one (master.c's), and every function here gets it as its
- * first parameter. */
+/* The master's state and its files' interfaces.  There is one master
+ * (master.c's), and every function here gets it as its first parameter.
+ * The files call down only:
+ *
+ *   master.c (loop, mode changes on signals, stopping, start-up)
+ *     -> master_watch.c (--reload) -> master_reload.c (HUP, USR2)
+ *     -> master_dispatch.c (accept, queue, hand over, worker channels)
+ *     -> master_scale.c -> master_workers.c (fork, reap, retire, timeouts)
+ *     -> master_checks.c, master_shed.c -> master_conns.c
+ *     -> master_mode.c, master_signals.c, master_exec.c, master_stats*.c
+ *
+ * Where a lower file needs something of a higher one it gets it passed:
+ * dispatch_take for a dead worker's connections (conns_take_fn), and
+ * dispatch_on_channel for each worker channel's watcher (on_channel). */
 #ifndef HUGD_MASTER_INT_H
 #define HUGD_MASTER_INT_H
 
@@ -27,6 +37,9 @@ struct wproc {
     int old_gen;     /* runs the code from before a HUP */
     int aborted;     /* timed out: SIGABRT sent, SIGKILL follows */
     int recycled;    /* replaced on purpose: the stats_reason, + 1 (0: not) */
+    /* Reaped after a failed start (back off): how long it lived, at least
+     * 1; 0 otherwise.  From workers_reaped to workers_gone. */
+    int64_t failed_young_ms;
 };
 
 /* What the master is doing.  TERM with a shutdown_delay changes no mode:
@@ -83,6 +96,9 @@ struct master {
     struct addrmatch proxy_allow; /* cfg->proxy_allow_ips, for the health checks it reads */
     struct wproc *w;
     int nslots;
+    /* Each worker channel's watcher: dispatch_on_channel, given here by
+     * master_setup, since workers sit below dispatch. */
+    void (*on_channel)(struct ev_loop *loop, ev_io *io, int revents);
     /* The slots that have a worker process, ascending: all the balancer
      * looks at (workers_watch adds a slot, workers_reaped removes it). */
     int live[HUGD_MAX_WORKERS];
@@ -156,10 +172,12 @@ void dispatch_take(struct master *m, int fd, const struct chan_msg *msg, const c
 void dispatch_queue(struct master *m); /* as far as workers are free */
 /* The queue's oldest to a worker that said it is free. */
 void dispatch_to(struct master *m, int slot);
-/* Out of the queue, from wherever it is in it. */
-void dispatch_unqueue(struct master *m, struct queued *e);
 void dispatch_close_queue(struct master *m);
 void dispatch_tick(struct master *m);
+/* A worker's channel is readable (the watcher workers_watch starts). */
+void dispatch_on_channel(struct ev_loop *loop, ev_io *io, int revents);
+/* Everything a worker that has just died still wrote. */
+void dispatch_read_channel(struct master *m, int slot);
 void dispatch_on_accept(struct ev_loop *loop, ev_io *io, int revents);
 void dispatch_close_listeners(struct master *m, int unlink_paths);
 
@@ -177,9 +195,15 @@ int workers_all_full(struct master *m); /* every live worker is at its descripto
 void conns_sending(struct master *m, int fd, int slot, const char *data, uint32_t len);
 void conns_unsent(struct master *m, int fd);
 void conns_close(struct master *m, int fd);
-void conns_given_back(struct master *m, int slot, const struct chan_msg *given, const char *data);
+/* A worker gave one back: ours again (its descriptor, to serve anew), or
+ * -1 if it was not that worker's. */
+int conns_given_back(struct master *m, int slot, const struct chan_msg *given);
 void conns_closed(struct master *m, int slot, const char *data, size_t len);
-void conns_worker_gone(struct master *m, int slot);
+/* A worker died: what it held idle, or had not taken yet, goes to take
+ * (dispatch_take, given by the caller: conns sits below dispatch); the rest
+ * is closed. */
+typedef void conns_take_fn(struct master *m, int fd, const struct chan_msg *msg, const char *data);
+void conns_worker_gone(struct master *m, int slot, conns_take_fn *take);
 void conns_close_inherited(struct master *m);
 void conns_keep_on_exec(struct master *m, int keep);
 void conns_adopt(struct master *m);
@@ -201,7 +225,6 @@ void watch_start(struct master *m);
 
 /* master_workers.c */
 void workers_spawn_missing(struct master *m);
-void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents);
 void workers_watch(struct master *m, int slot); /* also makes the slot live */
 void workers_retire(struct master *m, int slot);
 void workers_retire_one(struct master *m);
@@ -209,7 +232,14 @@ void workers_retire_one(struct master *m);
 void workers_replace(struct master *m, int slot, const char *why);
 void workers_tick(struct master *m, int64_t now);
 void workers_check_ready(struct master *m);
-void workers_reaped(struct master *m, pid_t pid, int status);
+/* A worker's death, in three steps that master.c's on_child runs: the
+ * worker is logged and out of the balancer's sight (its slot, or -1 if pid
+ * was none of ours); what it wrote before it died is read
+ * (dispatch_read_channel); then its slot is freed, its connections go to
+ * take (or are closed), and, unless the master is leaving, a new worker
+ * starts (with back-off after failed starts). */
+int workers_reaped(struct master *m, pid_t pid, int status);
+void workers_gone(struct master *m, int slot, conns_take_fn *take);
 void workers_tell(struct master *m, int sig);
 int workers_alive(struct master *m);
 /* Kill the workers still running in `seconds`, unless that is due sooner. */
@@ -219,7 +249,6 @@ void workers_kill_at(struct master *m, double seconds);
 void reload_start(struct master *m);                        /* HUP */
 void upgrade_start(struct master *m);                       /* USR2 */
 int reload_reaped(struct master *m, pid_t pid, int status); /* 1 if pid was a probe or new master */
-void upgrade_ready(struct master *m); /* our generation is up: tell the old master */
 void upgrade_watch_old(struct master *m, int fd);
 void reload_run_waiting(struct master *m); /* a HUP or USR2 that came while one was under way */
 

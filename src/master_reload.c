@@ -29,8 +29,6 @@
 #include "hugd/inherit.h"
 #include "master_int.h"
 
-enum { CHAN_READY = 4 };
-
 /* HUP runs the binary that is running now, even if a package upgrade
  * replaced the file: a reload changes configuration and code, and must not
  * meet a binary it cannot hand its state to.  USR2 is the binary upgrade. */
@@ -337,17 +335,6 @@ void upgrade_start(struct master *m)
     m->upgrade_pid = pid;
     master_set_mode(m, MODE_UPGRADING, "USR2");
     upgrade_watch_old(m, fds[0]);
-}
-
-void upgrade_ready(struct master *m)
-{
-    /* We are the new master of an upgrade: tell the old one. */
-    if (m->upgrade_fd < 0 || m->upgrade_pid)
-        return;
-    if (channel_send_type(m->upgrade_fd, CHAN_READY) < 0)
-        log_err(errno, "telling the old master we are ready");
-    else
-        log_info("ready: the old master (pid %d) hands over", (int)getppid());
 }
 
 int reload_reaped(struct master *m, pid_t pid, int status)

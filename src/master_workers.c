@@ -48,60 +48,6 @@ static int serving_count(struct master *m)
     return n;
 }
 
-struct from_worker {
-    struct master *m;
-    struct wproc *wp;
-    int said_free;
-};
-
-static int on_worker_msg(void *ctx, const struct chan_msg *msg, int fd, const char *data)
-{
-    struct from_worker *fw = ctx;
-    struct master *m = fw->m;
-    struct wproc *wp = fw->wp;
-    int slot = (int)(wp - m->w);
-    fw->said_free |= msg->type == CHAN_FREE;
-    if (fd >= 0)
-        close(fd); /* workers send none */
-    if (msg->type == CHAN_BACK)
-        conns_given_back(m, slot, msg, data);
-    else if (msg->type == CHAN_CLOSED)
-        conns_closed(m, slot, data, msg->datalen);
-    if (msg->type == CHAN_RETIRE) {
-        workers_replace(m, slot, "reached max_requests");
-        if (wp->replaced_by)
-            wp->recycled = STATS_MAX_REQUESTS + 1;
-    }
-    return CHAN_NEXT;
-}
-
-/* Read everything the worker sent.  Also called for a worker that has
- * exited: connections it handed back just before are still in the channel,
- * and closing it unread would reset them. */
-static int read_channel(struct master *m, struct wproc *wp)
-{
-    static char data[CHAN_MAX_DATA];
-    struct from_worker fw = {.m = m, .wp = wp};
-    if (channel_drain(wp->ch, data, on_worker_msg, &fw) == CHAN_EOF)
-        ev_io_stop(m->loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
-    return fw.said_free;
-}
-
-void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct master *m = io->data;
-    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
-    int said_free = read_channel(m, wp);
-    /* Some worker turned free or became ready: the queue can move, a
-     * worker waiting for its replacement may go, a generation may be up. */
-    workers_check_ready(m);
-    dispatch_queue(m);
-    if (said_free)
-        dispatch_to(m, (int)(wp - m->w));
-}
-
 /* m->live stays sorted so that the balancer's rotation goes in slot order;
  * it changes only when a worker starts or is reaped. */
 static void live_add(struct master *m, int i)
@@ -132,7 +78,7 @@ static void live_remove(struct master *m, int i)
 void workers_watch(struct master *m, int i)
 {
     struct wproc *wp = &m->w[i];
-    ev_io_init(&wp->ch_w, workers_on_channel, wp->ch, EV_READ);
+    ev_io_init(&wp->ch_w, m->on_channel, wp->ch, EV_READ);
     wp->ch_w.data = m;
     ev_io_start(m->loop, &wp->ch_w);
     live_add(m, i);
@@ -272,6 +218,18 @@ void workers_replace(struct master *m, int i, const char *why)
     }
 }
 
+/* We are the new master of an upgrade: the old one hands over once our
+ * generation is up. */
+static void tell_old_master(struct master *m)
+{
+    if (m->upgrade_fd < 0 || m->upgrade_pid)
+        return;
+    if (channel_send_type(m->upgrade_fd, CHAN_READY) < 0)
+        log_err(errno, "telling the old master we are ready");
+    else
+        log_info("ready: the old master (pid %d) hands over", (int)getppid());
+}
+
 /* Past its start-up and serving.  Any serving state counts: under load a
  * new worker is seldom idle at the moment the master looks, and one that
  * is queued or busy is up all the same. */
@@ -314,7 +272,7 @@ void workers_check_ready(struct master *m)
         log_info("new workers ready; retiring %d of the previous generation", old);
     if (m->cfg->pidfile && pidfile_write(m->cfg->pidfile) < 0)
         log_err(errno, "writing the pid file %s", m->cfg->pidfile);
-    upgrade_ready(m);
+    tell_old_master(m);
     notify_send("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(), up);
 }
 
@@ -341,14 +299,14 @@ void workers_retire_one(struct master *m)
     }
 }
 
-void workers_reaped(struct master *m, pid_t pid, int status)
+int workers_reaped(struct master *m, pid_t pid, int status)
 {
     int i;
     for (i = 0; i < m->nslots; i++)
         if (m->w[i].pid == pid)
             break;
     if (i == m->nslots)
-        return;
+        return -1;
     struct wproc *wp = &m->w[i];
     struct sb_slot *s = &m->sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
@@ -371,21 +329,28 @@ void workers_reaped(struct master *m, pid_t pid, int status)
                strsignal(WTERMSIG(status)));
     stats_worker_gone(m, i, status);
     int was_expected = wp->retiring || wp->old_gen;
+    wp->failed_young_ms = !clean && !was_expected && young ? (lived > 0 ? lived : 1) : 0;
     ev_io_stop(m->loop, &wp->ch_w);
     wp->retiring = 1; /* a CHAN_RETIRE from the dead asks for nothing */
     /* Out of the balancer's sight first: what the dead worker gave back is
      * dispatched while its channel is read, and must not go to it again. */
     atomic_store(&s->accepting, 0);
     live_remove(m, i);
-    read_channel(m, wp);
+    return i;
+}
+
+void workers_gone(struct master *m, int i, conns_take_fn *take)
+{
+    struct wproc *wp = &m->w[i];
+    int64_t failed_young_ms = wp->failed_young_ms;
     close(wp->ch);
     memset(wp, 0, sizeof(*wp));
-    scoreboard_reset_slot(s);
-    conns_worker_gone(m, i);
+    scoreboard_reset_slot(&m->sb->slot[i]);
+    conns_worker_gone(m, i, take);
 
     if (master_leaving(m))
         return;
-    if (!clean && !was_expected && young) {
+    if (failed_young_ms) {
         /* Dying young again and again means respawning can't fix it: slow
          * down instead of forking in a tight loop. */
         m->fail_streak++;
@@ -394,13 +359,12 @@ void workers_reaped(struct master *m, pid_t pid, int status)
             delay = 30000;
         m->next_spawn_ms = monotonic_ms() + delay;
         log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s", i,
-                 lived / 1000.0, m->fail_streak, delay / 1000.0);
+                 failed_young_ms / 1000.0, m->fail_streak, delay / 1000.0);
     } else {
         m->fail_streak = 0;
     }
     workers_spawn_missing(m);
     workers_check_ready(m);
-    dispatch_queue(m);
 }
 
 static void check_timeouts(struct master *m, int64_t now)

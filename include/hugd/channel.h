@@ -19,6 +19,7 @@ enum chan_type {
     CHAN_CONN = 1,   /* master -> worker, old master -> new: fd, id, peer, data */
     CHAN_FREE = 2,   /* worker -> master: I am free */
     CHAN_RETIRE = 3, /* worker -> master: replace me (max_requests) */
+    CHAN_READY = 4,  /* new master -> old (USR2): my workers are up, hand over */
     CHAN_BACK = 5,   /* worker -> master: id, peer, data */
     CHAN_CLOSED = 6, /* worker -> master: ids */
 };
