@@ -19,7 +19,7 @@
 
 /* During a handover: to the new master, over the upgrade channel; our
  * descriptor closes either way. */
-static int forward(struct master *m, int fd, const struct chan_msg *msg, const char *data)
+static void forward(struct master *m, int fd, const struct chan_msg *msg, const char *data)
 {
     int rc = -1;
     for (int tries = 0; m->upgrade_fd >= 0 && tries < 10; tries++) {
@@ -34,7 +34,6 @@ static int forward(struct master *m, int fd, const struct chan_msg *msg, const c
     if (rc < 0)
         log_warn(errno, "passing a connection to the new master");
     conns_close(m, fd);
-    return rc;
 }
 
 /* 0: sent to worker i; -1: its channel is full; -2: it is broken. */
