@@ -78,6 +78,25 @@ int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data)
     return 1;
 }
 
+int channel_drain(int ch, char *data,
+                  int (*on_msg)(void *ctx, const struct chan_msg *msg, int fd, const char *data),
+                  void *ctx)
+{
+    for (;;) {
+        struct chan_msg m;
+        int fd;
+        int r = channel_recv(ch, &m, &fd, data);
+        if (r < 0)
+            return errno == EAGAIN ? CHAN_EMPTY : -1;
+        if (r == 0)
+            return CHAN_EOF;
+        if (m.type == 0)
+            continue; /* dropped by channel_recv, descriptor and all */
+        if (on_msg(ctx, &m, fd, data) == CHAN_STOP)
+            return CHAN_STOPPED;
+    }
+}
+
 int channel_send_type(int ch, int type)
 {
     struct chan_msg m;

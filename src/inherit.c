@@ -251,7 +251,7 @@ int inherit_from_env(struct inherited *in)
     return rc;
 }
 
-char *inherit_encode(const struct inherited *in)
+char *inherit_format(const struct inherited *in)
 {
     struct buf b = {0};
     char line[128];
@@ -262,18 +262,15 @@ char *inherit_encode(const struct inherited *in)
         buf_append_str(&b, line);
         put_encoded(&b, in->ls[i].bind);
         buf_append(&b, "\n", 1);
-        keep_on_exec(in->ls[i].fd);
     }
     if (in->sb_fd >= 0) {
         snprintf(line, sizeof(line), "S %d\n", in->sb_fd);
         buf_append_str(&b, line);
-        keep_on_exec(in->sb_fd);
     }
     for (int i = 0; i < in->nw; i++) {
         snprintf(line, sizeof(line), "W %d %d %d %d\n", in->w[i].slot, (int)in->w[i].pid,
                  in->w[i].ch, in->w[i].retiring);
         buf_append_str(&b, line);
-        keep_on_exec(in->w[i].ch);
     }
     for (int i = 0; i < in->nq; i++) {
         snprintf(line, sizeof(line), "Q %d %d ", in->q[i].fd, in->q[i].listener);
@@ -284,12 +281,10 @@ char *inherit_encode(const struct inherited *in)
             buf_append(&b, hex, 2);
         }
         buf_append(&b, "\n", 1);
-        keep_on_exec(in->q[i].fd);
     }
     if (in->upgrade_fd >= 0) {
         snprintf(line, sizeof(line), "U %d\n", in->upgrade_fd);
         buf_append_str(&b, line);
-        keep_on_exec(in->upgrade_fd);
     }
     if (in->target) {
         snprintf(line, sizeof(line), "T %d %d\n", in->target, in->workers_setting);
@@ -304,18 +299,37 @@ char *inherit_encode(const struct inherited *in)
     return b.p;
 }
 
-void inherit_cloexec(const struct inherited *in)
+/* fn on every descriptor in names. */
+static void each_fd(const struct inherited *in, int (*fn)(int fd))
 {
     for (int i = 0; i < in->nls; i++)
-        close_on_exec(in->ls[i].fd);
+        fn(in->ls[i].fd);
     if (in->sb_fd >= 0)
-        close_on_exec(in->sb_fd);
+        fn(in->sb_fd);
     for (int i = 0; i < in->nw; i++)
-        close_on_exec(in->w[i].ch);
+        fn(in->w[i].ch);
     for (int i = 0; i < in->nq; i++)
-        close_on_exec(in->q[i].fd);
+        fn(in->q[i].fd);
     if (in->upgrade_fd >= 0)
-        close_on_exec(in->upgrade_fd);
+        fn(in->upgrade_fd);
+}
+
+void inherit_keep_on_exec(const struct inherited *in)
+{
+    each_fd(in, keep_on_exec);
+}
+
+char *inherit_encode(const struct inherited *in)
+{
+    char *enc = inherit_format(in);
+    if (enc)
+        inherit_keep_on_exec(in);
+    return enc;
+}
+
+void inherit_cloexec(const struct inherited *in)
+{
+    each_fd(in, close_on_exec);
 }
 
 void inherit_free(struct inherited *in)

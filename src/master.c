@@ -1,7 +1,8 @@
-/* The master: accept, choose a worker, hand over; signals; stopping.
- * Signal handlers only count and wake the loop, so every reaction runs in
- * the loop, never inside a handler.  Worker processes are
- * master_workers.c's, reload and upgrade master_reload.c's. */
+/* The master: its loop, its mode, what it does on a signal, and stopping.
+ * It calls down into the rest: connections are master_dispatch.c's, worker
+ * processes master_workers.c's, reload and upgrade master_reload.c's, and
+ * the signal handler (master_signals.c) only counts and wakes the loop, so
+ * every reaction runs here, never inside a handler. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,323 +14,61 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "hugd/balancer.h"
 #include "hugd/log.h"
 #include "hugd/notify.h"
 #include "master_int.h"
 
-#define ACCEPT_BATCH 64
 #define TICK_SECONDS 0.25
 
-struct master M;
-
-/* ---- handing connections over ---------------------------------------- */
-
-/* 0: sent to worker i; -1: its channel is full; -2: it is broken. */
-static int send_to(int i, int fd, const struct chan_msg *msg, const char *data)
-{
-    struct chan_msg m = *msg;
-    m.type = CHAN_CONN;
-    m.id = (uint32_t)fd;
-    struct sb_slot *s = &M.sb->slot[i];
-    /* Count it before sending, so that a scoreboard read in between never
-     * sees this worker as emptier than it is. */
-    atomic_fetch_add(&s->sent, 1);
-    conns_sending(fd, i, data, m.datalen);
-    /* Our descriptor stays open: see master_conns.c. */
-    if (channel_send_conn(M.w[i].ch, fd, &m, data) == 0)
-        return 0;
-    int e = errno;
-    conns_unsent(fd);
-    atomic_fetch_sub(&s->sent, 1);
-    if (e == EAGAIN || e == ENOBUFS)
-        return -1;
-    log_warn(e, "handing a connection to worker %d", i);
-    atomic_store(&s->accepting, 0);
-    return -2;
-}
-
-/* 0: handed over; -1: keep it (nobody free or the send failed). */
-static int hand_over(int fd, const struct chan_msg *msg, const char *data)
-{
-    int tries = M.nlive;
-    while (tries-- > 0) {
-        int i = balancer_pick(M.sb, M.live, M.nlive, M.rr);
-        if (i < 0)
-            return -1;
-        int r = send_to(i, fd, msg, data);
-        if (r == 0) {
-            M.rr = (i + 1) % M.nslots;
-            return 0;
-        }
-        if (r == -1)
-            return -1;
-    }
-    return -1;
-}
-
-static void pause_accepting(int pause)
-{
-    if (pause == M.accept_paused || M.stopping || M.handover)
-        return;
-    M.accept_paused = pause;
-    for (int i = 0; i < M.nls; i++) {
-        if (M.ls[i].fd < 0)
-            continue;
-        if (pause)
-            ev_io_stop(M.loop, &M.accept_w[i]);
-        else
-            ev_io_start(M.loop, &M.accept_w[i]);
-    }
-}
-
-static void pop_queue(void)
-{
-    checks_unwatch(&M.q[M.qhead]);
-    free(M.q[M.qhead].data);
-    M.q[M.qhead].data = NULL;
-    M.qhead = (M.qhead + 1) % M.qcap;
-    M.qlen--;
-    checks_update();
-}
-
-void master_unqueue(struct queued *e)
-{
-    /* Rare (a health check answered from the queue): the entries behind
-     * it move up one place; their watchers are pointers, and stay put. */
-    int k = (int)(e - M.q);
-    int pos = (k - M.qhead + M.qcap) % M.qcap;
-    checks_unwatch(e);
-    free(e->data);
-    for (int p = pos; p + 1 < M.qlen; p++)
-        M.q[(M.qhead + p) % M.qcap] = M.q[(M.qhead + p + 1) % M.qcap];
-    M.q[(M.qhead + M.qlen - 1) % M.qcap] = (struct queued){.fd = -1};
-    M.qlen--;
-    checks_update();
-}
-
-void master_dispatch_queue(void)
-{
-    while (M.qlen) {
-        struct queued *e = &M.q[M.qhead];
-        if (M.handover) {
-            upgrade_forward(e->fd, &e->msg, e->data);
-        } else if (hand_over(e->fd, &e->msg, e->data) < 0) {
-            /* Nobody free.  Ask workers to report when they turn free, then
-             * look once more: a worker that went free just before the flag
-             * was set would not report it. */
-            atomic_store(&M.sb->waiting, 1);
-            if (hand_over(e->fd, &e->msg, e->data) < 0)
-                return;
-        }
-        pop_queue();
-    }
-    atomic_store(&M.sb->waiting, 0);
-    pause_accepting(0);
-}
-
-void master_dispatch_to(int i)
-{
-    /* Worker i said it was free when it was about to wait.  Under load it
-     * is rarely still free by the time the master looks (a keep-alive
-     * client of its own has sent again), and a connection queued for a
-     * worker that stays free could wait for as long as the slowest request
-     * runs.  The one that asked gets the oldest: it serves it after the
-     * requests already waiting in it, a few milliseconds at most. */
-    if (!M.qlen || M.handover || M.stopping || M.w[i].pid <= 0 ||
-        !atomic_load(&M.sb->slot[i].accepting))
-        return;
-    struct queued *e = &M.q[M.qhead];
-    if (send_to(i, e->fd, &e->msg, e->data) == 0)
-        pop_queue();
-}
-
-static void enqueue(int fd, const struct chan_msg *msg, const char *data)
-{
-    int tail = (M.qhead + M.qlen) % M.qcap;
-    M.q[tail].fd = fd;
-    M.q[tail].msg = *msg;
-    M.q[tail].data = NULL;
-    M.q[tail].peek = NULL;
-    if (msg->datalen && !(M.q[tail].data = malloc(msg->datalen))) {
-        log_err(ENOMEM, "queueing a connection");
-        conns_close(fd);
-        return;
-    }
-    if (msg->datalen)
-        memcpy(M.q[tail].data, data, msg->datalen);
-    M.qlen++;
-    if (M.qlen > M.sb->totals.queued_max)
-        M.sb->totals.queued_max = M.qlen;
-    if (M.qlen == M.qcap) {
-        /* Full: the kernel's backlog holds the rest until a worker frees. */
-        pause_accepting(1);
-    }
-    checks_update();
-    checks_watch(&M.q[tail]); /* last: it may answer and drop the entry */
-}
-
-/* A connection to serve: newly accepted, handed back by a draining worker,
- * or passed on by the master we replace. */
-void master_take_conn(int fd, const struct chan_msg *msg, const char *data)
-{
-    if (M.stopping) {
-        conns_close(fd);
-        return;
-    }
-    if (M.handover) {
-        upgrade_forward(fd, msg, data);
-        return;
-    }
-    if (M.qlen == 0 && hand_over(fd, msg, data) == 0)
-        return;
-    if (workers_all_full()) {
-        shed_held(fd); /* it would wait until a worker closes one of its own */
-        return;
-    }
-    if (M.qlen == M.qcap) {
-        /* Only a hand-back can find the queue full (accepting pauses when
-         * it fills); there is nowhere to keep it. */
-        conns_close(fd);
-        return;
-    }
-    enqueue(fd, msg, data);
-    master_dispatch_queue();
-    if (M.qlen)
-        scale_now(); /* it waits: a worker more, if scaling may */
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    (void)revents;
-    int li = (int)(io - M.accept_w);
-    for (int n = 0; n < ACCEPT_BATCH && M.qlen < M.qcap; n++) {
-        struct chan_msg msg;
-        memset(&msg, 0, sizeof(msg));
-        socklen_t sl = sizeof(msg.peer);
-        int fd = accept4(io->fd, (struct sockaddr *)&msg.peer, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            if (errno == ECONNABORTED || errno == EPROTO)
-                continue;
-            /* Our descriptor limit: answer the connection with 503 from
-             * the reserve (master_shed.c) rather than leave it waiting. */
-            if ((errno == EMFILE || errno == ENFILE) && shed_accept(io->fd) == 0)
-                continue;
-            if (errno == EAGAIN)
-                return;
-            /* Anything else: back off instead of spinning on a readable
-             * socket we cannot accept from. */
-            log_err(errno, "accept4");
-            pause_accepting(1);
-            M.accept_paused = 2;
-            return;
-        }
-        M.sb->totals.accepted++;
-        msg.type = CHAN_CONN;
-        msg.listener = (uint16_t)li;
-        msg.peerlen = sl;
-        if (conns_hold(fd, li) == 0)
-            master_take_conn(fd, &msg, NULL);
-    }
-}
-
-/* ---- signals ------------------------------------------------------------ */
-
-/* A plain handler counts every delivery and wakes the loop, which acts on
- * the counts.  libev's own signal watchers would fold two deliveries that
- * land between two passes of the loop into one: two TTOUs sent back to
- * back would retire one worker. */
-static const int master_sigs[] = {SIGTERM, SIGINT,  SIGQUIT, SIGHUP,
-                                  SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
-#define NSIGS (sizeof(master_sigs) / sizeof(master_sigs[0]))
-
-_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal counters must be lock-free");
-static atomic_uint sig_got[NSIGS]; /* written by the handler only */
-static unsigned sig_done[NSIGS];   /* how many of them the loop has acted on */
-
-static void on_signal(int sig)
-{
-    int e = errno;
-    for (size_t k = 0; k < NSIGS; k++)
-        if (master_sigs[k] == sig)
-            atomic_fetch_add(&sig_got[k], 1);
-    ev_async_send(M.loop, &M.sig_w); /* async-signal-safe */
-    errno = e;
-}
+/* The one master of this process.  Everything below master_setup gets it
+ * as a parameter; master.h's entry points, which cannot, reach it here.
+ * The loop's watchers carry it as their data. */
+static struct master the_master;
+static struct master *const self = &the_master;
 
 /* ---- stopping ---------------------------------------------------------- */
 
-void master_close_listeners(int unlink_paths)
-{
-    for (int i = 0; i < M.nls; i++) {
-        ev_io_stop(M.loop, &M.accept_w[i]);
-        sock_close(&M.ls[i], unlink_paths);
-    }
-}
-
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct master *m = t->data;
     (void)loop;
-    (void)t;
     (void)revents;
     int64_t now = monotonic_ms();
-    shed_tick(now);
-    if (M.stopping || M.handover) {
-        if (M.stopping == 1 && !M.workers_told && (M.qlen == 0 || workers_alive() == 0))
-            workers_tell(SIGTERM);
-        if (M.handover || (M.stopping == 1 && !M.workers_told))
-            master_dispatch_queue();
-        if (workers_alive() == 0)
-            ev_break(M.loop, EVBREAK_ALL);
+    shed_tick(m, now);
+    if (master_leaving(m)) {
+        int graceful = m->mode == MODE_STOPPING;
+        if (graceful && !m->workers_told && (m->qlen == 0 || workers_alive(m) == 0))
+            workers_tell(m, SIGTERM);
+        if (m->mode == MODE_HANDOVER || (graceful && !m->workers_told))
+            dispatch_queue(m);
+        if (workers_alive(m) == 0)
+            ev_break(m->loop, EVBREAK_ALL);
         return;
     }
-    workers_tick(now);
-    scale_tick(now);
-    if (M.accept_paused == 2) {
-        M.accept_paused = 1;
-        pause_accepting(0);
-    }
-    if (M.qlen)
-        master_dispatch_queue();
+    workers_tick(m, now);
+    scale_tick(m, now);
+    dispatch_tick(m);
 }
 
-static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+/* how: 1 graceful (TERM), 2 at once (INT, QUIT). */
+static void stop(struct master *m, int how)
 {
-    (void)loop;
-    (void)t;
-    (void)revents;
-    log_warnx("workers still running at the stop deadline; killing them");
-    workers_tell(SIGKILL); /* reaped at once: then the loop ends (on_child) */
-}
-
-void master_stop_deadline(double seconds)
-{
-    /* Its own timer, not the tick, so the deadline is kept to the
-     * millisecond; a second stop can only bring it closer. */
-    if (ev_is_active(&M.deadline_w) && ev_timer_remaining(M.loop, &M.deadline_w) <= seconds)
+    enum master_mode to = how == 2 ? MODE_STOPPING_NOW : MODE_STOPPING;
+    /* Once each, a quick one after a graceful one.  A handover keeps its
+     * mode: there a graceful stop is done once it has begun; a quick one
+     * signals the workers again. */
+    if (m->mode == MODE_HANDOVER ? how == 1 && master_stopping(m) : m->mode >= to)
         return;
-    ev_timer_stop(M.loop, &M.deadline_w);
-    ev_timer_init(&M.deadline_w, on_deadline, seconds, 0.);
-    ev_timer_start(M.loop, &M.deadline_w);
-}
-
-static void stop(int how)
-{
-    if (M.stopping >= how)
-        return;
-    if (!M.stopping && !M.handover) {
-        if (!M.stop_delay)
+    if (!master_leaving(m)) {
+        if (!m->stop_delay)
             notify_send("STOPPING=1");
         /* A connection the kernel completed but nobody accepted would be
          * reset by the close, after its client sent a request: take what
          * waits in the backlogs first (as far as the queue has room). */
-        for (int i = 0; i < M.nls; i++)
-            for (int k = 0; k < 16 && M.ls[i].fd >= 0 && M.qlen < M.qcap; k++)
-                on_accept(M.loop, &M.accept_w[i], EV_READ);
-        master_close_listeners(1);
+        for (int i = 0; i < m->nls; i++)
+            for (int k = 0; k < 16 && m->ls[i].fd >= 0 && m->qlen < m->qcap; k++)
+                dispatch_on_accept(m->loop, &m->accept_w[i], EV_READ);
+        dispatch_close_listeners(m, 1);
     }
     /* Before any worker hears of it: from here on every response closes
      * its connection.  After a shutdown delay a balancer may still hold
@@ -337,159 +76,138 @@ static void stop(int how)
      * until their keep-alive timeout, which the balancer's own idle
      * timeout is to undercut.  Without one, a stop is not held up by idle
      * connections. */
-    int linger = how == 1 && M.stop_delay;
-    atomic_store(&M.sb->stopping, linger ? SB_STOP_LINGER : SB_STOP_CLOSE);
-    ev_timer_stop(M.loop, &M.delay_w);
-    M.stop_delay = 0;
-    M.stopping = how;
-    checks_update();
+    int linger = how == 1 && m->stop_delay;
+    atomic_store(&m->sb->stopping, linger ? SB_STOP_LINGER : SB_STOP_CLOSE);
+    ev_timer_stop(m->loop, &m->delay_w);
+    m->stop_delay = 0;
+    if (m->mode != MODE_HANDOVER)
+        master_set_mode(m, to, how == 2 ? "INT or QUIT" : "TERM");
+    checks_update(m);
     if (how == 1) {
         log_info("graceful stop: finishing requests in flight (up to %g s)",
-                 M.cfg->graceful_timeout);
+                 m->cfg->graceful_timeout);
         /* gunicorn's meaning: whatever still runs at graceful_timeout is
          * killed then, and we exit right after. */
-        master_stop_deadline(M.cfg->graceful_timeout);
-        if (M.qlen == 0)
-            workers_tell(SIGTERM);
+        workers_kill_at(m, m->cfg->graceful_timeout);
+        if (m->qlen == 0)
+            workers_tell(m, SIGTERM);
     } else {
         log_info("stopping now");
-        while (M.qlen) {
-            conns_close(M.q[M.qhead].fd);
-            pop_queue();
-        }
-        master_stop_deadline(KILL_GRACE_MS / 1000.0);
-        workers_tell(SIGQUIT);
+        dispatch_close_queue(m);
+        workers_kill_at(m, KILL_GRACE_MS / 1000.0);
+        workers_tell(m, SIGQUIT);
     }
-    if (workers_alive() == 0)
-        ev_break(M.loop, EVBREAK_ALL);
+    if (workers_alive(m) == 0)
+        ev_break(m->loop, EVBREAK_ALL);
 }
 
 static void on_delay_over(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct master *m = t->data;
     (void)loop;
-    (void)t;
     (void)revents;
-    stop(1);
+    stop(m, 1);
 }
 
 /* TERM with a shutdown_delay: serve on as usual while the health path
  * fails, so that the balancer stops sending here before anything closes;
  * then the graceful stop.  A second TERM stops at once. */
-static void term(void)
+static void term(struct master *m)
 {
-    if (M.cfg->shutdown_delay <= 0 || M.stop_delay || M.stopping || M.handover) {
-        stop(1);
+    if (m->cfg->shutdown_delay <= 0 || m->stop_delay || master_leaving(m)) {
+        stop(m, 1);
         return;
     }
-    M.stop_delay = 1;
+    m->stop_delay = 1;
     notify_send("STOPPING=1");
-    checks_update();
+    checks_update(m);
     log_info("TERM: the health check fails from now on; serving for %g s more "
              "(shutdown_delay), then stopping",
-             M.cfg->shutdown_delay);
-    ev_timer_init(&M.delay_w, on_delay_over, M.cfg->shutdown_delay, 0.);
-    ev_timer_start(M.loop, &M.delay_w);
+             m->cfg->shutdown_delay);
+    ev_timer_init(&m->delay_w, on_delay_over, m->cfg->shutdown_delay, 0.);
+    ev_timer_start(m->loop, &m->delay_w);
 }
 
 /* One signal, `times` deliveries of it since the last pass. */
-static void act(int sig, unsigned times)
+static void act(struct master *m, int sig, unsigned times)
 {
     switch (sig) {
     case SIGTERM:
         while (times--)
-            term();
+            term(m);
         break;
     case SIGINT:
     case SIGQUIT:
-        stop(2);
+        stop(m, 2);
         break;
     case SIGTTIN:
-        if (scale_on()) {
-            while (times-- && !M.stopping && !M.handover)
-                scale_signal(1);
+        if (scale_on(m)) {
+            while (times-- && !master_leaving(m))
+                scale_signal(m, 1);
             break;
         }
-        while (times-- && !M.stopping && !M.handover && M.target < M.nslots) {
-            M.target++;
-            log_info("TTIN: %d workers", M.target);
-            workers_spawn_missing();
+        while (times-- && !master_leaving(m) && m->target < m->nslots) {
+            m->target++;
+            log_info("TTIN: %d workers", m->target);
+            workers_spawn_missing(m);
         }
         break;
     case SIGTTOU:
-        if (scale_on()) {
-            while (times-- && !M.stopping && !M.handover)
-                scale_signal(0);
+        if (scale_on(m)) {
+            while (times-- && !master_leaving(m))
+                scale_signal(m, 0);
             break;
         }
-        while (times-- && !M.stopping && !M.handover && M.target > 1) {
-            M.target--;
-            log_info("TTOU: %d workers", M.target);
-            workers_retire_one();
+        while (times-- && !master_leaving(m) && m->target > 1) {
+            m->target--;
+            log_info("TTOU: %d workers", m->target);
+            workers_retire_one(m);
         }
         break;
     case SIGUSR1:
         if (log_reopen() < 0)
             log_err(errno, "reopening the log files");
-        workers_tell(SIGUSR1);
+        workers_tell(m, SIGUSR1);
         break;
     case SIGHUP:
-        reload_start(); /* several at once: one reload, of the newest files */
+        reload_start(m); /* several at once: one reload, of the newest files */
         break;
     case SIGUSR2:
-        upgrade_start();
+        upgrade_start(m);
         break;
     }
+}
+
+static void act_on(void *ctx, int sig, unsigned times)
+{
+    act(ctx, sig, times);
 }
 
 static void on_signals(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
-    (void)a;
     (void)revents;
-    /* In the table's order: a stop that came with a TTIN spawns nothing. */
-    for (size_t k = 0; k < NSIGS; k++) {
-        unsigned got = atomic_load(&sig_got[k]);
-        unsigned n = got - sig_done[k];
-        sig_done[k] = got;
-        if (n)
-            act(master_sigs[k], n);
-    }
+    signals_take(act_on, a->data);
 }
 
 static void on_child(struct ev_loop *loop, ev_child *cw, int revents)
 {
+    struct master *m = cw->data;
     (void)loop;
     (void)revents;
-    if (!reload_reaped(cw->rpid, cw->rstatus))
-        workers_reaped(cw->rpid, cw->rstatus);
-    if ((M.stopping || M.handover) && workers_alive() == 0)
-        ev_break(M.loop, EVBREAK_ALL);
-}
-
-void master_block_signals(int block)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    for (size_t k = 0; k < NSIGS; k++)
-        sigaddset(&set, master_sigs[k]);
-    if (block == -1)
-        sigemptyset(&set);
-    sigprocmask(block == 1 ? SIG_BLOCK : block == 0 ? SIG_UNBLOCK : SIG_SETMASK, &set, NULL);
-    if (block != 1)
-        return;
-    /* Before an exec: what came but was not acted on yet goes back to the
-     * kernel as pending (blocked, it survives the exec), so the image we
-     * execute acts on it once its loop runs.  Counted deliveries fold into
-     * one here; this only covers the moment since the last loop pass. */
-    for (size_t k = 0; k < NSIGS; k++) {
-        unsigned got = atomic_load(&sig_got[k]);
-        int sig = master_sigs[k];
-        if (got != sig_done[k] || (sig == SIGHUP && M.hup_waiting) ||
-            (sig == SIGUSR2 && M.usr2_waiting))
-            kill(getpid(), sig);
-        sig_done[k] = got;
+    int slot = -1;
+    if (!reload_reaped(m, cw->rpid, cw->rstatus))
+        slot = workers_reaped(m, cw->rpid, cw->rstatus);
+    if (slot >= 0) {
+        /* Connections it handed back just before it died are still in
+         * its channel, and closing it unread would reset them. */
+        dispatch_read_channel(m, slot);
+        workers_gone(m, slot, dispatch_take);
+        if (!master_leaving(m))
+            dispatch_queue(m);
     }
-    M.hup_waiting = M.usr2_waiting = 0;
+    if (master_leaving(m) && workers_alive(m) == 0)
+        ev_break(m->loop, EVBREAK_ALL);
 }
 
 /* One connection record per descriptor the master may hold: raise the
@@ -512,28 +230,28 @@ static int conn_records(void)
     return (int)rl.rlim_cur;
 }
 
-static int adopt(struct inherited *inh)
+static int adopt(struct master *m, struct inherited *inh)
 {
     int64_t now = monotonic_ms();
     if (inh->nw || inh->nq)
-        conns_adopt();
+        conns_adopt(m);
     for (int k = 0; k < inh->nw; k++) {
         struct inherit_worker *iw = &inh->w[k];
-        struct wproc *wp = &M.w[iw->slot];
+        struct wproc *wp = &m->w[iw->slot];
         wp->pid = iw->pid;
         wp->ch = iw->ch;
         wp->old_gen = 1;
         wp->retiring = iw->retiring;
         if (wp->retiring)
-            wp->kill_at_ms = now + (int64_t)(M.cfg->graceful_timeout * 1000);
-        workers_watch(iw->slot);
+            wp->kill_at_ms = now + (int64_t)(m->cfg->graceful_timeout * 1000);
+        workers_watch(m, iw->slot);
     }
     for (int k = 0; k < inh->nq; k++) {
         struct chan_msg msg;
         memset(&msg, 0, sizeof(msg));
         socklen_t sl = sizeof(msg.peer);
         msg.type = CHAN_CONN;
-        msg.listener = (uint16_t)(inh->q[k].listener < M.nls ? inh->q[k].listener : 0);
+        msg.listener = (uint16_t)(inh->q[k].listener < m->nls ? inh->q[k].listener : 0);
         /* The peer address did not travel: ask the kernel again. */
         if (getpeername(inh->q[k].fd, (struct sockaddr *)&msg.peer, &sl) < 0) {
             close(inh->q[k].fd);
@@ -541,113 +259,110 @@ static int adopt(struct inherited *inh)
         }
         msg.peerlen = sl;
         msg.datalen = inh->q[k].datalen;
-        if (conns_hold(inh->q[k].fd, msg.listener) == 0)
-            master_take_conn(inh->q[k].fd, &msg, inh->q[k].data);
+        if (conns_hold(m, inh->q[k].fd, msg.listener) == 0)
+            dispatch_take(m, inh->q[k].fd, &msg, inh->q[k].data);
     }
     if (inh->nw)
         log_info("reloaded: %d worker(s) of the previous generation serve until the new one "
                  "is ready",
                  inh->nw);
     /* Workers that died while we were executing: their connections. */
-    for (int fd = 0; fd < M.conn_hi; fd++) {
-        struct sb_conn *rec = sb_conn(M.sb, fd);
+    for (int fd = 0; fd < m->conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(m->sb, fd);
         int owner = atomic_load(&rec->owner);
-        if (atomic_load(&rec->state) != SBC_FREE && owner >= 0 && M.w[owner].pid <= 0)
-            conns_worker_gone(owner);
+        if (atomic_load(&rec->state) != SBC_FREE && owner >= 0 && m->w[owner].pid <= 0)
+            conns_worker_gone(m, owner, dispatch_take);
     }
     return 0;
-}
-
-static void install_handlers(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    for (size_t k = 0; k < NSIGS; k++)
-        sigaction(master_sigs[k], &sa, NULL);
 }
 
 /* Reaping starts only once no application code runs in this process any
  * more (a reload imports after master_setup): libev's child watcher waits
  * for any child, and would take the exit status of a process the import
  * started. */
-static void start_reaping(void)
+static void start_reaping(struct master *m)
 {
-    ev_child_start(M.loop, &M.child_w);
+    ev_child_start(m->loop, &m->child_w);
     /* A worker that died while a reload was executing us, or importing,
      * left a zombie and a SIGCHLD that went nowhere: look now. */
-    if (M.reaped_late)
-        ev_feed_signal_event(M.loop, SIGCHLD);
+    if (m->reaped_late)
+        ev_feed_signal_event(m->loop, SIGCHLD);
 }
 
 int master_setup(struct hugd_config *cfg, struct listener *ls, int nls, struct inherited *inh,
                  const struct launch *launch)
 {
-    memset(&M, 0, sizeof(M));
-    M.cfg = cfg;
-    M.launch = launch;
-    M.ls = ls;
-    M.nls = nls;
-    M.target = cfg->workers;
+    struct master *m = self;
+    memset(m, 0, sizeof(*m));
+    m->cfg = cfg;
+    m->launch = launch;
+    m->ls = ls;
+    m->nls = nls;
+    m->target = cfg->workers;
     if (inh->target && inh->workers_setting == cfg->workers)
-        M.target = inh->target; /* TTIN/TTOU outlive a HUP unless the file changed */
-    M.min_workers = cfg->min_workers;
-    M.max_workers = cfg->max_workers;
+        m->target = inh->target; /* TTIN/TTOU outlive a HUP unless the file changed */
+    m->min_workers = cfg->min_workers;
+    m->max_workers = cfg->max_workers;
     if (inh->min_workers && inh->min_setting == cfg->min_workers &&
         inh->max_setting == cfg->max_workers) {
-        M.min_workers = inh->min_workers; /* the same for the scaling bounds */
-        M.max_workers = inh->max_workers;
+        m->min_workers = inh->min_workers; /* the same for the scaling bounds */
+        m->max_workers = inh->max_workers;
     }
-    M.nslots = HUGD_MAX_WORKERS;
-    M.upgrade_fd = -1;
+    m->nslots = HUGD_MAX_WORKERS;
+    m->upgrade_fd = -1;
     char err[256];
     /* Checked when the configuration was read; without memory, the master
      * leaves every PROXY-prefixed health check to a worker. */
-    if (addrmatch_parse(&M.proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
+    if (addrmatch_parse(&m->proxy_allow, cfg->proxy_allow_ips ? cfg->proxy_allow_ips : "", err,
                         sizeof(err)) < 0)
         log_errx("proxy_allow_ips: %s", err);
     if (inh->sb_fd >= 0) {
-        M.sb_fd = inh->sb_fd;
-        M.sb = scoreboard_attach(inh->sb_fd);
+        m->sb_fd = inh->sb_fd;
+        m->sb = scoreboard_attach(inh->sb_fd);
     } else {
-        M.sb = scoreboard_create(M.nslots, conn_records(), &M.sb_fd);
+        m->sb = scoreboard_create(m->nslots, conn_records(), &m->sb_fd);
     }
-    M.w = calloc((size_t)M.nslots, sizeof(*M.w));
-    M.qcap = cfg->accept_queue;
-    M.q = calloc((size_t)M.qcap, sizeof(*M.q));
-    M.accept_w = calloc((size_t)(nls ? nls : 1), sizeof(*M.accept_w));
-    if (!M.sb || !M.w || !M.q || !M.accept_w) {
+    m->w = calloc((size_t)m->nslots, sizeof(*m->w));
+    m->qcap = cfg->accept_queue;
+    m->q = calloc((size_t)m->qcap, sizeof(*m->q));
+    m->accept_w = calloc((size_t)(nls ? nls : 1), sizeof(*m->accept_w));
+    if (!m->sb || !m->w || !m->q || !m->accept_w) {
         log_crit(errno ? errno : ENOMEM, "cannot set up the master's tables");
         return HUGD_EX_OSERR;
     }
-    M.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
-    if (!M.loop) {
+    m->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
+    if (!m->loop) {
         log_crit(0, "cannot create the event loop");
         return HUGD_EX_OSERR;
     }
     shed_init();
+    /* Every watcher of the master's finds it through its data. */
+    m->deadline_w.data = m->delay_w.data = m;
+    m->on_channel = dispatch_on_channel;
     for (int i = 0; i < nls; i++) {
-        ev_io_init(&M.accept_w[i], on_accept, ls[i].fd, EV_READ);
-        ev_io_start(M.loop, &M.accept_w[i]);
+        ev_io_init(&m->accept_w[i], dispatch_on_accept, ls[i].fd, EV_READ);
+        m->accept_w[i].data = m;
+        ev_io_start(m->loop, &m->accept_w[i]);
     }
-    ev_child_init(&M.child_w, on_child, 0, 0);
-    M.reaped_late = inh->nw > 0;
-    ev_async_init(&M.sig_w, on_signals);
-    ev_async_start(M.loop, &M.sig_w);
-    install_handlers();
+    ev_child_init(&m->child_w, on_child, 0, 0);
+    m->child_w.data = m;
+    m->reaped_late = inh->nw > 0;
+    ev_async_init(&m->sig_w, on_signals);
+    m->sig_w.data = m;
+    ev_async_start(m->loop, &m->sig_w);
+    signals_install(m->loop, &m->sig_w);
     master_block_signals(0); /* whatever came while starting is handled now */
-    ev_timer_init(&M.tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
-    ev_timer_start(M.loop, &M.tick_w);
+    ev_timer_init(&m->tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
+    m->tick_w.data = m;
+    ev_timer_start(m->loop, &m->tick_w);
 
-    int rc = stats_open(inh);
+    int rc = stats_open(m, inh);
     if (rc)
         return rc;
-    adopt(inh);
+    adopt(m, inh);
     if (inh->upgrade_fd >= 0)
-        upgrade_watch_old(inh->upgrade_fd);
-    inherit_free(inh); /* everything in it now lives in M */
+        upgrade_watch_old(m, inh->upgrade_fd);
+    inherit_free(inh); /* everything in it now lives in the master */
     return 0;
 }
 
@@ -665,25 +380,27 @@ static ev_async import_done_w;
 
 static void on_import_done(struct ev_loop *loop, ev_async *a, int revents)
 {
-    (void)a;
+    struct master *m = a->data;
     (void)revents;
-    M.importing = 0;
+    m->importing = 0;
     ev_break(loop, EVBREAK_ALL);
 }
 
 static void *serve_old_generation(void *arg)
 {
-    (void)arg;
-    ev_run(M.loop, 0);
+    struct master *m = arg;
+    ev_run(m->loop, 0);
     return NULL;
 }
 
 int master_serve_while_importing(void)
 {
+    struct master *m = self;
     ev_async_init(&import_done_w, on_import_done);
-    ev_async_start(M.loop, &import_done_w);
-    M.importing = 1;
-    M.reaped_late = 1;
+    import_done_w.data = m;
+    ev_async_start(m->loop, &import_done_w);
+    m->importing = 1;
+    m->reaped_late = 1;
     /* libev's default loop reaps any child on SIGCHLD (waitpid(-1)): held
      * back while the import may start processes of its own, in both
      * threads (the new one inherits the mask); master_serve lets it go. */
@@ -691,10 +408,10 @@ int master_serve_while_importing(void)
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &chld, NULL);
-    int e = pthread_create(&import_thread, NULL, serve_old_generation, NULL);
+    int e = pthread_create(&import_thread, NULL, serve_old_generation, m);
     if (e) {
-        M.importing = 0;
-        ev_async_stop(M.loop, &import_done_w);
+        m->importing = 0;
+        ev_async_stop(m->loop, &import_done_w);
         log_err(e, "a thread to serve while the new code is imported; new connections wait");
         return -1;
     }
@@ -703,44 +420,45 @@ int master_serve_while_importing(void)
 
 /* The import is over: the main thread takes the loop back.  Returns 1 if
  * the loop ended meanwhile (a stop). */
-static int end_import(void)
+static int end_import(struct master *m)
 {
-    if (!M.importing && !ev_is_active(&import_done_w))
+    if (!m->importing && !ev_is_active(&import_done_w))
         return 0; /* there was no thread */
-    ev_async_send(M.loop, &import_done_w);
+    ev_async_send(m->loop, &import_done_w);
     pthread_join(import_thread, NULL);
-    ev_async_stop(M.loop, &import_done_w);
-    int ended = M.importing;
-    M.importing = 0;
+    ev_async_stop(m->loop, &import_done_w);
+    int ended = m->importing;
+    m->importing = 0;
     return ended;
 }
 
 int master_serve(int app_ok)
 {
-    int stopped = end_import();
+    struct master *m = self;
+    int stopped = end_import(m);
     /* What the application installed while a reload imported it must not
      * take the master's signals. */
-    install_handlers();
+    signals_install(m->loop, &m->sig_w);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
-    start_reaping();
-    M.app_ok = app_ok;
+    start_reaping(m);
+    m->app_ok = app_ok;
     /* The master keeps the GIL released: threads the app started at import
      * may run; the master itself takes it only around fork. */
     if (app_ok)
-        M.py = PyEval_SaveThread();
+        m->py = PyEval_SaveThread();
     if (!stopped) {
-        watch_start(M.loop);
-        reload_run_waiting();
-        workers_spawn_missing();
-        ev_run(M.loop, 0);
+        watch_start(m);
+        reload_run_waiting(m);
+        workers_spawn_missing(m);
+        ev_run(m->loop, 0);
     }
-    master_close_listeners(!M.handover);
-    stats_close();
-    if (M.cfg->pidfile)
-        pidfile_remove(M.cfg->pidfile);
+    dispatch_close_listeners(m, m->mode != MODE_HANDOVER); /* else the paths are the new master's */
+    stats_close(m);
+    if (m->cfg->pidfile)
+        pidfile_remove(m->cfg->pidfile);
     log_info("stopped");
     return 0;
 }

@@ -33,50 +33,66 @@
 #include "master_int.h"
 
 /* A worker that is serving (not starting up, not on its way out). */
-static int serving(int i)
+static int serving(struct master *m, int i)
 {
-    int st = atomic_load(&M.sb->slot[i].state);
-    return atomic_load(&M.sb->slot[i].accepting) &&
+    int st = atomic_load(&m->sb->slot[i].state);
+    return atomic_load(&m->sb->slot[i].accepting) &&
            (st == SB_IDLE || st == SB_BUSY || st == SB_QUEUED);
 }
 
-static enum health_state state(void)
+static enum health_state state(struct master *m)
 {
-    if (M.stop_delay || M.stopping)
+    if (m->stop_delay || master_stopping(m))
         return HEALTH_DRAINING;
     int any = 0;
-    for (int k = 0; k < M.nlive && !any; k++)
-        any = serving(M.live[k]);
+    for (int k = 0; k < m->nlive && !any; k++)
+        any = serving(m, m->live[k]);
     if (!any)
         return HEALTH_NO_WORKER;
-    if (M.qlen >= M.qcap)
+    if (m->qlen >= m->qcap)
         return HEALTH_QUEUE_FULL;
     return HEALTH_OK;
 }
 
-void checks_update(void)
+void checks_update(struct master *m)
 {
     /* The workers answer only while one of them is alive: what they need
      * is whether the instance stops, or the queue is full. */
-    int st = M.stop_delay || M.stopping ? HEALTH_DRAINING
-             : M.qlen >= M.qcap         ? HEALTH_QUEUE_FULL
-                                        : HEALTH_OK;
-    if (atomic_load(&M.sb->health) != st)
-        atomic_store(&M.sb->health, st);
+    int st = m->stop_delay || master_stopping(m) ? HEALTH_DRAINING
+             : m->qlen >= m->qcap                ? HEALTH_QUEUE_FULL
+                                                 : HEALTH_OK;
+    if (atomic_load(&m->sb->health) != st)
+        atomic_store(&m->sb->health, st);
 }
 
-static struct queued *find(int fd)
+static struct queued *find(struct master *m, int fd)
 {
-    for (int k = 0; k < M.qlen; k++) {
-        struct queued *e = &M.q[(M.qhead + k) % M.qcap];
+    for (int k = 0; k < m->qlen; k++) {
+        struct queued *e = &m->q[(m->qhead + k) % m->qcap];
         if (e->fd == fd)
             return e;
     }
     return NULL;
 }
 
+/* Out of the queue, from wherever it is in it. */
+static void unqueue(struct master *m, struct queued *e)
+{
+    /* Rare (a health check answered from the queue): the entries behind
+     * it move up one place; their watchers are pointers, and stay put. */
+    int k = (int)(e - m->q);
+    int pos = (k - m->qhead + m->qcap) % m->qcap;
+    checks_unwatch(m, e);
+    free(e->data);
+    for (int p = pos; p + 1 < m->qlen; p++)
+        m->q[(m->qhead + p) % m->qcap] = m->q[(m->qhead + p + 1) % m->qcap];
+    m->q[(m->qhead + m->qlen - 1) % m->qcap] = (struct queued){.fd = -1};
+    m->qlen--;
+    checks_update(m);
+}
+
 /* 0: answered, closed and out of the queue; -1: left to a worker. */
-static int answer(struct queued *e, enum health_match m, size_t unread)
+static int answer(struct master *m, struct queued *e, enum health_match hm, size_t unread)
 {
     char out[HEALTH_RESPONSE_MAX], drop[HEALTH_MAX_HEAD];
     /* The head is all there is: read it out, so that the close below
@@ -86,25 +102,24 @@ static int answer(struct queued *e, enum health_match m, size_t unread)
         return -1;
     }
     size_t dlen, blen;
-    const char *date = http_date_header(ev_now(M.loop), &dlen);
-    enum health_state st = state();
-    size_t n = health_response(out, st, m == HEALTH_HEAD, 0, date, dlen, &blen);
+    const char *date = http_date_header(ev_now(m->loop), &dlen);
+    enum health_state st = state(m);
+    size_t n = health_response(out, st, hm == HEALTH_HEAD, 0, date, dlen, &blen);
     ssize_t w = write(e->fd, out, n);
     if (w != (ssize_t)n)
         log_debug("answering a health check: %s", w < 0 ? strerror(errno) : "short write");
     log_debug("answered a health check with %d (no worker was free)", health_status(st));
     int fd = e->fd;
-    checks_unwatch(e);
-    master_unqueue(e);
-    conns_close(fd);
+    unqueue(m, e);
+    conns_close(m, fd);
     return 0;
 }
 
 /* The request limits a worker enforces, conservatively: a head a worker
  * would refuse with 414 or 431 is left to it. */
-static int within_limits(const char *head, size_t len)
+static int within_limits(struct master *m, const char *head, size_t len)
 {
-    const struct hugd_config *cfg = M.cfg;
+    const struct hugd_config *cfg = m->cfg;
     int lines = 0;
     for (size_t i = 0; i + 1 < len; i++)
         lines += head[i] == '\r';
@@ -116,7 +131,7 @@ enum { DONE, WATCH, GONE };
 
 /* WATCH: look again when more comes; DONE: a worker will serve it; GONE:
  * answered, and out of the queue (e is another entry's now). */
-static int look(struct queued *e)
+static int look(struct master *m, struct queued *e)
 {
     char buf[HEALTH_MAX_HEAD + 1];
     size_t have = e->msg.datalen;
@@ -134,24 +149,24 @@ static int look(struct queued *e)
     if (have + (size_t)n == 0)
         return eof ? DONE : WATCH;
     size_t head, skip = 0, total = have + (size_t)n;
-    enum health_match m = HEALTH_MORE;
-    if (M.cfg->proxy_protocol) {
+    enum health_match hm = HEALTH_MORE;
+    if (m->cfg->proxy_protocol) {
         struct proxy_header h;
         const char *why;
         enum proxy_verdict v = proxy_parse(buf, total, &h, &why);
         if (v == PROXY_BAD ||
-            !addrmatch_peer(&M.proxy_allow, (const struct sockaddr *)&e->msg.peer))
+            !addrmatch_peer(&m->proxy_allow, (const struct sockaddr *)&e->msg.peer))
             return DONE;
         if (v == PROXY_OK)
             skip = h.len;
     }
-    if (!M.cfg->proxy_protocol || skip)
-        m = health_match(buf + skip, total - skip, M.cfg->health_path, &head);
-    if ((m == HEALTH_GET || m == HEALTH_HEAD) && skip + head == total &&
-        within_limits(buf + skip, head)) {
-        return answer(e, m, (size_t)n) == 0 ? GONE : DONE;
+    if (!m->cfg->proxy_protocol || skip)
+        hm = health_match(buf + skip, total - skip, m->cfg->health_path, &head);
+    if ((hm == HEALTH_GET || hm == HEALTH_HEAD) && skip + head == total &&
+        within_limits(m, buf + skip, head)) {
+        return answer(m, e, hm, (size_t)n) == 0 ? GONE : DONE;
     }
-    if (m != HEALTH_MORE || eof)
+    if (hm != HEALTH_MORE || eof)
         return DONE;
     if (n == 0)
         return WATCH;
@@ -171,35 +186,37 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    struct queued *e = find(io->fd);
+    struct master *m = io->data;
+    struct queued *e = find(m, io->fd);
     if (!e || e->peek != io) {
-        ev_io_stop(M.loop, io); /* cannot happen: unwatch stops it */
+        ev_io_stop(m->loop, io); /* cannot happen: unwatch stops it */
         return;
     }
-    if (look(e) == DONE)
-        checks_unwatch(e);
+    if (look(m, e) == DONE)
+        checks_unwatch(m, e);
 }
 
-void checks_watch(struct queued *e)
+void checks_watch(struct master *m, struct queued *e)
 {
     e->peek = NULL;
-    if (!M.cfg->health_path || M.handover)
+    if (!m->cfg->health_path || m->mode == MODE_HANDOVER)
         return;
-    if (look(e) != WATCH)
+    if (look(m, e) != WATCH)
         return;
     ev_io *io = malloc(sizeof(*io));
     if (!io)
         return; /* a worker answers it, later */
     ev_io_init(io, on_readable, e->fd, EV_READ);
-    ev_io_start(M.loop, io);
+    io->data = m;
+    ev_io_start(m->loop, io);
     e->peek = io;
 }
 
-void checks_unwatch(struct queued *e)
+void checks_unwatch(struct master *m, struct queued *e)
 {
     if (!e->peek)
         return;
-    ev_io_stop(M.loop, e->peek);
+    ev_io_stop(m->loop, e->peek);
     free(e->peek);
     e->peek = NULL;
 }

@@ -21,45 +21,45 @@
 #include "hugd/log.h"
 #include "master_int.h"
 
-static void held_set(int fd, int on)
+static void held_set(struct master *m, int fd, int on)
 {
-    if (!M.held) {
-        M.held = calloc((size_t)M.sb->nconns / 8 + 1, 1);
-        if (!M.held)
+    if (!m->held) {
+        m->held = calloc((size_t)m->sb->nconns / 8 + 1, 1);
+        if (!m->held)
             return;
     }
     if (on)
-        M.held[fd >> 3] |= (uint8_t)(1u << (fd & 7));
+        m->held[fd >> 3] |= (uint8_t)(1u << (fd & 7));
     else
-        M.held[fd >> 3] &= (uint8_t) ~(1u << (fd & 7));
+        m->held[fd >> 3] &= (uint8_t) ~(1u << (fd & 7));
 }
 
-int conns_hold(int fd, int listener)
+int conns_hold(struct master *m, int fd, int listener)
 {
-    struct sb_conn *rec = sb_conn(M.sb, fd);
+    struct sb_conn *rec = sb_conn(m->sb, fd);
     if (!rec) {
         /* Only past the descriptor limit the table was sized for at start
          * (someone raised it since). */
         log_errx("connection on descriptor %d: beyond the %d the master can track; closed", fd,
-                 M.sb->nconns);
+                 m->sb->nconns);
         close(fd);
         return -1;
     }
     atomic_store(&rec->owner, -1);
     rec->listener = (uint8_t)listener;
     atomic_store(&rec->state, SBC_MASTER);
-    held_set(fd, 1);
-    if (fd >= M.conn_hi)
-        M.conn_hi = fd + 1;
+    held_set(m, fd, 1);
+    if (fd >= m->conn_hi)
+        m->conn_hi = fd + 1;
     return 0;
 }
 
-static void forget_bytes(int fd)
+static void forget_bytes(struct master *m, int fd)
 {
-    if (M.sent_bytes && M.sent_bytes[fd].p) {
-        free(M.sent_bytes[fd].p);
-        M.sent_bytes[fd].p = NULL;
-        M.sent_bytes[fd].len = 0;
+    if (m->sent_bytes && m->sent_bytes[fd].p) {
+        free(m->sent_bytes[fd].p);
+        m->sent_bytes[fd].p = NULL;
+        m->sent_bytes[fd].len = 0;
     }
 }
 
@@ -67,87 +67,85 @@ static void forget_bytes(int fd)
  * worker) has those bytes only in the message: if the worker dies before
  * it reads its channel, they would be gone.  Keep a copy until the
  * connection closes or moves again. */
-static void keep_bytes(int fd, const char *data, uint32_t len)
+static void keep_bytes(struct master *m, int fd, const char *data, uint32_t len)
 {
-    forget_bytes(fd);
+    forget_bytes(m, fd);
     if (!len)
         return;
-    if (!M.sent_bytes && !(M.sent_bytes = calloc((size_t)M.sb->nconns, sizeof(*M.sent_bytes))))
+    if (!m->sent_bytes && !(m->sent_bytes = calloc((size_t)m->sb->nconns, sizeof(*m->sent_bytes))))
         return; /* without memory the worker's death costs this request */
     char *p = malloc(len);
     if (!p)
         return;
     memcpy(p, data, len);
-    M.sent_bytes[fd].p = p;
-    M.sent_bytes[fd].len = len;
+    m->sent_bytes[fd].p = p;
+    m->sent_bytes[fd].len = len;
 }
 
-void conns_sending(int fd, int slot, const char *data, uint32_t len)
+void conns_sending(struct master *m, int fd, int slot, const char *data, uint32_t len)
 {
-    struct sb_conn *rec = sb_conn(M.sb, fd);
-    keep_bytes(fd, data, len);
+    struct sb_conn *rec = sb_conn(m->sb, fd);
+    keep_bytes(m, fd, data, len);
     /* Before the message goes: the worker may take it and record its own
      * state at once. */
     atomic_store(&rec->owner, (int16_t)slot);
     atomic_store(&rec->state, len ? SBC_SENT_DATA : SBC_SENT);
 }
 
-void conns_unsent(int fd)
+void conns_unsent(struct master *m, int fd)
 {
-    struct sb_conn *rec = sb_conn(M.sb, fd);
-    forget_bytes(fd);
+    struct sb_conn *rec = sb_conn(m->sb, fd);
+    forget_bytes(m, fd);
     atomic_store(&rec->owner, -1);
     atomic_store(&rec->state, SBC_MASTER);
 }
 
-void conns_close(int fd)
+void conns_close(struct master *m, int fd)
 {
-    struct sb_conn *rec = sb_conn(M.sb, fd);
+    struct sb_conn *rec = sb_conn(m->sb, fd);
     if (rec) {
-        forget_bytes(fd);
+        forget_bytes(m, fd);
         atomic_store(&rec->owner, -1);
         atomic_store(&rec->state, SBC_FREE);
-        held_set(fd, 0);
+        held_set(m, fd, 0);
     }
     close(fd);
 }
 
-static struct sb_conn *owned_by(int id, int slot)
+static struct sb_conn *owned_by(struct master *m, int id, int slot)
 {
-    struct sb_conn *rec = sb_conn(M.sb, id);
+    struct sb_conn *rec = sb_conn(m->sb, id);
     if (!rec || atomic_load(&rec->state) == SBC_FREE || atomic_load(&rec->owner) != slot)
         return NULL;
     return rec;
 }
 
-void conns_given_back(int slot, const struct chan_msg *m, const char *data)
+int conns_given_back(struct master *m, int slot, const struct chan_msg *given)
 {
-    int fd = (int)m->id;
-    if (!owned_by(fd, slot)) {
+    int fd = (int)given->id;
+    if (!owned_by(m, fd, slot)) {
         log_warnx("worker %d gave back connection %d, which is not its own", slot, fd);
-        return;
+        return -1;
     }
-    conns_unsent(fd);
-    struct chan_msg msg = *m;
-    msg.type = CHAN_CONN;
-    master_take_conn(fd, &msg, data);
+    conns_unsent(m, fd);
+    return fd;
 }
 
-void conns_closed(int slot, const char *data, size_t len)
+void conns_closed(struct master *m, int slot, const char *data, size_t len)
 {
     for (size_t off = 0; off + sizeof(uint32_t) <= len; off += sizeof(uint32_t)) {
         uint32_t id;
         memcpy(&id, data + off, sizeof(id));
-        if (owned_by((int)id, slot))
-            conns_close((int)id);
+        if (owned_by(m, (int)id, slot))
+            conns_close(m, (int)id);
     }
 }
 
-void conns_worker_gone(int slot)
+void conns_worker_gone(struct master *m, int slot, conns_take_fn *take)
 {
     int moved = 0, closed = 0, proxied = 0;
-    for (int fd = 0; fd < M.conn_hi; fd++) {
-        struct sb_conn *rec = owned_by(fd, slot);
+    for (int fd = 0; fd < m->conn_hi; fd++) {
+        struct sb_conn *rec = owned_by(m, fd, slot);
         if (!rec)
             continue;
         int st = atomic_load(&rec->state);
@@ -156,18 +154,18 @@ void conns_worker_gone(int slot)
         socklen_t sl = sizeof(msg.peer);
         /* Idle between requests, or never taken: nothing of it was lost
          * with the worker, so another one serves it. */
-        int with_bytes = st == SBC_SENT_DATA && M.sent_bytes && M.sent_bytes[fd].p;
+        int with_bytes = st == SBC_SENT_DATA && m->sent_bytes && m->sent_bytes[fd].p;
         if ((st == SBC_IDLE || st == SBC_SENT || with_bytes) &&
             getpeername(fd, (struct sockaddr *)&msg.peer, &sl) == 0) {
             char *bytes = NULL;
             if (with_bytes) {
                 /* Detached first: sending it on keeps a copy of its own. */
-                bytes = M.sent_bytes[fd].p;
-                msg.datalen = M.sent_bytes[fd].len;
-                M.sent_bytes[fd].p = NULL;
-                M.sent_bytes[fd].len = 0;
+                bytes = m->sent_bytes[fd].p;
+                msg.datalen = m->sent_bytes[fd].len;
+                m->sent_bytes[fd].p = NULL;
+                m->sent_bytes[fd].len = 0;
             }
-            conns_unsent(fd);
+            conns_unsent(m, fd);
             /* The dead worker may have left a response corked there
              * (conn.c, cork()): out with it, or it waits for the kernel's
              * 200 ms limit. */
@@ -176,16 +174,16 @@ void conns_worker_gone(int slot)
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;
-            master_take_conn(fd, &msg, bytes);
+            take(m, fd, &msg, bytes);
             free(bytes);
             moved++;
         } else if (st == SBC_IDLE_PROXIED) {
             /* Its client's address died with the worker: served by
              * another, its requests would seem to come from the proxy. */
-            conns_close(fd);
+            conns_close(m, fd);
             proxied++;
         } else {
-            conns_close(fd);
+            conns_close(m, fd);
             closed += st != SBC_CLOSED;
         }
     }
@@ -199,24 +197,24 @@ void conns_worker_gone(int slot)
                  slot, moved, closed);
 }
 
-void conns_close_inherited(void)
+void conns_close_inherited(struct master *m)
 {
     /* In a new worker: the copies it inherited are not its own, and would
      * keep connections open after their owners closed them.  The private
      * bitmap, not the shared records: those change under us (the master
      * goes on, and may already have given the number of the descriptor it
      * closed after the fork, our channel's, to a new connection). */
-    if (!M.held)
+    if (!m->held)
         return;
-    for (int fd = 0; fd < M.conn_hi; fd++)
-        if (M.held[fd >> 3] & (1u << (fd & 7)))
+    for (int fd = 0; fd < m->conn_hi; fd++)
+        if (m->held[fd >> 3] & (1u << (fd & 7)))
             close(fd);
 }
 
-void conns_keep_on_exec(int keep)
+void conns_keep_on_exec(struct master *m, int keep)
 {
-    for (int fd = 0; fd < M.conn_hi; fd++) {
-        struct sb_conn *rec = sb_conn(M.sb, fd);
+    for (int fd = 0; fd < m->conn_hi; fd++) {
+        struct sb_conn *rec = sb_conn(m->sb, fd);
         int st = atomic_load(&rec->state);
         if (st == SBC_FREE || st == SBC_MASTER)
             continue; /* the queue's travel in HUGD_INHERIT */
@@ -226,14 +224,14 @@ void conns_keep_on_exec(int keep)
     }
 }
 
-void conns_adopt(void)
+void conns_adopt(struct master *m)
 {
     /* After an in-place reload: the records are the previous image's.
      * Held by the master then means queued, and those come back through
      * HUGD_INHERIT (conns_hold again); the rest are the workers'. */
-    M.conn_hi = 0;
-    for (int fd = 0; fd < M.sb->nconns; fd++) {
-        struct sb_conn *rec = sb_conn(M.sb, fd);
+    m->conn_hi = 0;
+    for (int fd = 0; fd < m->sb->nconns; fd++) {
+        struct sb_conn *rec = sb_conn(m->sb, fd);
         int st = atomic_load(&rec->state);
         if (st == SBC_FREE)
             continue;
@@ -241,8 +239,8 @@ void conns_adopt(void)
             atomic_store(&rec->state, SBC_FREE);
             continue;
         }
-        M.conn_hi = fd + 1;
-        held_set(fd, 1);
+        m->conn_hi = fd + 1;
+        held_set(m, fd, 1);
         int fl = fcntl(fd, F_GETFD);
         if (fl >= 0)
             fcntl(fd, F_SETFD, fl | FD_CLOEXEC);

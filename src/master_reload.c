@@ -16,7 +16,7 @@
  * workers are gone.  If it dies before READY we carry on. */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +26,8 @@
 
 #include "hugd/log.h"
 #include "hugd/notify.h"
+#include "hugd/inherit.h"
 #include "master_int.h"
-
-enum { CHAN_READY = 4 };
 
 /* HUP runs the binary that is running now, even if a package upgrade
  * replaced the file: a reload changes configuration and code, and must not
@@ -52,14 +51,24 @@ static void describe(int status, char *out, size_t len)
         snprintf(out, len, "ended (status %d)", status);
 }
 
-static void add_listeners(struct inherited *in)
+/* What both a reload and an upgrade pass on: the listening sockets, and
+ * the worker count and scaling bounds that TTIN and TTOU moved. */
+static void add_common(struct master *m, struct inherited *in)
 {
-    for (int i = 0; i < M.nls; i++) {
-        if (M.ls[i].fd < 0)
+    in->target = m->target;
+    in->workers_setting = m->cfg->workers;
+    if (scale_on(m)) {
+        in->min_workers = m->min_workers;
+        in->max_workers = m->max_workers;
+        in->min_setting = m->cfg->min_workers;
+        in->max_setting = m->cfg->max_workers;
+    }
+    for (int i = 0; i < m->nls; i++) {
+        if (m->ls[i].fd < 0)
             continue;
-        in->ls[in->nls].fd = M.ls[i].fd;
-        in->ls[in->nls].systemd = strncmp(M.ls[i].bind, "systemd:", 8) == 0;
-        in->ls[in->nls].bind = M.ls[i].bind;
+        in->ls[in->nls].fd = m->ls[i].fd;
+        in->ls[in->nls].systemd = strncmp(m->ls[i].bind, "systemd:", 8) == 0;
+        in->ls[in->nls].bind = m->ls[i].bind;
         in->nls++;
     }
 }
@@ -68,21 +77,24 @@ static void add_listeners(struct inherited *in)
  * reload or upgrade is under way is remembered and runs once that one has
  * finished (run_waiting): a deploy that signals twice gets its newest
  * configuration and code, and several signals run once more, not N times. */
-static int busy(int sig)
+static int busy(struct master *m, int sig)
 {
     const char *what = sig == SIGHUP ? "HUP" : "USR2";
-    if (M.handover && M.upgrade_pid > 0) {
+    if (m->mode == MODE_HANDOVER && m->upgrade_pid > 0) {
         /* We are on our way out: the master that took over acts on it. */
-        log_info("%s: passed on to the new master (pid %d)", what, (int)M.upgrade_pid);
-        kill(M.upgrade_pid, sig);
+        log_info("%s: passed on to the new master (pid %d)", what, (int)m->upgrade_pid);
+        kill(m->upgrade_pid, sig);
         return 1;
     }
-    if (M.stopping || M.handover || M.stop_delay) {
+    if (master_leaving(m) || m->stop_delay) {
         log_warnx("%s ignored: stopping", what);
         return 1;
     }
-    if (M.probe_pid || M.upgrade_pid || M.upgrade_fd >= 0 || M.importing) {
-        int *waiting = sig == SIGHUP ? &M.hup_waiting : &M.usr2_waiting;
+    /* Besides our own reload or upgrade: the new master of an upgrade
+     * while the old one still hands over (upgrade_fd), or a reload's new
+     * image while it imports. */
+    if (m->mode != MODE_SERVING || m->upgrade_fd >= 0 || m->importing) {
+        int *waiting = sig == SIGHUP ? &m->hup_waiting : &m->usr2_waiting;
         if (!*waiting)
             log_info("%s: a reload or upgrade is under way; this one runs when it has finished",
                      what);
@@ -93,29 +105,29 @@ static int busy(int sig)
 }
 
 /* The reload or upgrade under way has ended: start what came meanwhile.
- * (Across the exec of a reload, master_block_signals passes it on.) */
-static void run_waiting(void)
+ * (Across the exec of a reload, exec_in_place passes it on.) */
+static void run_waiting(struct master *m)
 {
-    if (M.importing)
+    if (m->importing)
         return;
-    if (M.hup_waiting) {
-        M.hup_waiting = 0;
-        reload_start();
-    } else if (M.usr2_waiting) {
-        M.usr2_waiting = 0;
-        upgrade_start();
+    if (m->hup_waiting) {
+        m->hup_waiting = 0;
+        reload_start(m);
+    } else if (m->usr2_waiting) {
+        m->usr2_waiting = 0;
+        upgrade_start(m);
     }
 }
 
 /* ---- HUP ---------------------------------------------------------------- */
 
-void reload_start(void)
+void reload_start(struct master *m)
 {
-    if (busy(SIGHUP))
+    if (busy(m, SIGHUP))
         return;
     log_info("HUP: checking the new configuration and application");
     notify_send("RELOADING=1");
-    const struct launch *L = M.launch;
+    const struct launch *L = m->launch;
     int argc = 0;
     while (L->argv[argc])
         argc++;
@@ -128,6 +140,10 @@ void reload_start(void)
     argv[1] = "--check-config";
     for (int i = 1; i < argc; i++)
         argv[i + 1] = L->argv[i];
+    /* Everything the child needs is ready before the fork: it only makes
+     * system calls (see master_exec.c). */
+    char fail[96];
+    snprintf(fail, sizeof(fail), "hugd: HUP: cannot execute %s\n", self_exe);
     pid_t pid = fork();
     if (pid == 0) {
         unblock_all_signals();
@@ -136,8 +152,8 @@ void reload_start(void)
             dup2(null, 1);
         if (chdir(L->cwd) < 0)
             _exit(127);
-        execv(self_exe, argv);
-        log_err(errno, "HUP: executing %s", self_exe);
+        execve(self_exe, argv, environ);
+        exec_failed_note(fail);
         _exit(127);
     }
     free(argv);
@@ -145,239 +161,221 @@ void reload_start(void)
         log_err(errno, "HUP: fork");
         return;
     }
-    M.probe_pid = pid;
+    m->probe_pid = pid;
+    master_set_mode(m, MODE_RELOADING, "HUP");
 }
 
-static void exec_in_place(void)
+static void exec_in_place(struct master *m)
 {
     struct inherited in;
     memset(&in, 0, sizeof(in));
     in.upgrade_fd = -1;
-    add_listeners(&in);
-    in.sb_fd = M.sb_fd;
-    in.w = calloc((size_t)M.nslots, sizeof(*in.w));
-    in.q = calloc((size_t)M.qlen + 1, sizeof(*in.q));
+    add_common(m, &in);
+    in.sb_fd = m->sb_fd;
+    in.w = calloc((size_t)m->nslots, sizeof(*in.w));
+    in.q = calloc((size_t)m->qlen + 1, sizeof(*in.q));
     if (!in.w || !in.q) {
         free(in.w);
         free(in.q);
         log_err(ENOMEM, "HUP");
         return;
     }
-    for (int i = 0; i < M.nslots; i++)
-        if (M.w[i].pid > 0)
-            in.w[in.nw++] = (struct inherit_worker){i, M.w[i].pid, M.w[i].ch, M.w[i].retiring};
-    for (int k = 0; k < M.qlen; k++) {
-        struct queued *e = &M.q[(M.qhead + k) % M.qcap];
+    for (int i = 0; i < m->nslots; i++)
+        if (m->w[i].pid > 0)
+            in.w[in.nw++] = (struct inherit_worker){i, m->w[i].pid, m->w[i].ch, m->w[i].retiring};
+    for (int k = 0; k < m->qlen; k++) {
+        struct queued *e = &m->q[(m->qhead + k) % m->qcap];
         in.q[in.nq++] = (struct inherit_conn){e->fd, e->msg.listener, e->data, e->msg.datalen};
     }
-    in.target = M.target;
-    in.workers_setting = M.cfg->workers;
-    if (scale_on()) {
-        in.min_workers = M.min_workers;
-        in.max_workers = M.max_workers;
-        in.min_setting = M.cfg->min_workers;
-        in.max_setting = M.cfg->max_workers;
-    }
-    char *enc = inherit_encode(&in);
-    if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0) {
-        free(enc);
-        inherit_cloexec(&in);
+    /* The environment goes to execve as an array: ours stays as it is,
+     * and a failed exec has nothing of it to undo. */
+    char *enc = inherit_format(&in);
+    char **envp = enc ? exec_env(enc) : NULL;
+    free(enc);
+    if (!envp) {
         free(in.w);
         free(in.q);
         log_err(ENOMEM, "HUP");
         return;
     }
-    free(enc);
-    conns_keep_on_exec(1);
+    inherit_keep_on_exec(&in);
+    conns_keep_on_exec(m, 1);
     log_info("HUP: the new configuration and application load; reloading");
-    notify_export();
     /* Blocked across exec: a signal in the gap stays pending for the new
      * image instead of killing the process. */
     master_block_signals(1);
-    if (chdir(M.launch->cwd) < 0)
-        log_err(errno, "HUP: chdir %s", M.launch->cwd);
-    execv(self_exe, M.launch->argv);
+    /* A HUP or USR2 that waited for this reload is the new image's. */
+    if (m->hup_waiting)
+        kill(getpid(), SIGHUP);
+    if (m->usr2_waiting)
+        kill(getpid(), SIGUSR2);
+    m->hup_waiting = m->usr2_waiting = 0;
+    if (chdir(m->launch->cwd) < 0)
+        log_err(errno, "HUP: chdir %s", m->launch->cwd);
+    execve(self_exe, m->launch->argv, envp);
     /* Still here (E2BIG, say): nothing changed.  The descriptors get their
      * close-on-exec flag back, or the next probe or upgrade inherits them. */
     log_err(errno, "HUP: executing %s; still serving the running generation", self_exe);
+    free(envp);
     inherit_cloexec(&in);
-    conns_keep_on_exec(0);
+    conns_keep_on_exec(m, 0);
     free(in.w);
     free(in.q);
     master_block_signals(0);
-    unsetenv("HUGD_INHERIT");
-    unsetenv("NOTIFY_SOCKET");
     notify_send("READY=1");
 }
 
 /* ---- USR2 --------------------------------------------------------------- */
 
+/* A message from the other master of an upgrade. */
+static int on_upgrade_msg(void *ctx, const struct chan_msg *msg, int fd, const char *data)
+{
+    struct master *m = ctx;
+    if (msg->type == CHAN_CONN && fd >= 0) {
+        /* Passed on by the master we replace. */
+        if (conns_hold(m, fd, msg->listener) == 0)
+            dispatch_take(m, fd, msg, data);
+        return CHAN_NEXT;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (msg->type == CHAN_READY && m->upgrade_pid && m->mode != MODE_HANDOVER) {
+        /* The new master serves: hand everything over and go. */
+        log_info("USR2: new master (pid %d) is ready; handing over and draining",
+                 (int)m->upgrade_pid);
+        master_set_mode(m, MODE_HANDOVER, "the new master is ready");
+        dispatch_close_listeners(m, 0);
+        dispatch_queue(m);
+        workers_kill_at(m, m->cfg->graceful_timeout);
+        workers_tell(m, SIGTERM);
+        /* What came for us during the upgrade is the new master's
+         * now; it runs it once we have gone. */
+        if (m->hup_waiting)
+            kill(m->upgrade_pid, SIGHUP);
+        if (m->usr2_waiting)
+            kill(m->upgrade_pid, SIGUSR2);
+        m->hup_waiting = m->usr2_waiting = 0;
+        if (workers_alive(m) == 0)
+            ev_break(m->loop, EVBREAK_ALL);
+    }
+    return CHAN_NEXT;
+}
+
 static void on_upgrade_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
-    (void)io;
     (void)revents;
-    for (;;) {
-        struct chan_msg m;
-        int fd;
-        static char data[CHAN_MAX_DATA];
-        int r = channel_recv(M.upgrade_fd, &m, &fd, data);
-        if (r < 0 && errno == EAGAIN)
-            return;
-        if (r <= 0) {
-            /* The other master is gone. */
-            ev_io_stop(M.loop, &M.upgrade_w);
-            close(M.upgrade_fd);
-            M.upgrade_fd = -1;
-            if (!M.upgrade_pid)
-                run_waiting(); /* we took over and the old master has exited */
-            return;
-        }
-        if (m.type == CHAN_CONN && fd >= 0) {
-            /* Passed on by the master we replace. */
-            if (conns_hold(fd, m.listener) == 0)
-                master_take_conn(fd, &m, data);
-        } else {
-            if (fd >= 0)
-                close(fd);
-            if (m.type == CHAN_READY && M.upgrade_pid && !M.handover) {
-                /* The new master serves: hand everything over and go. */
-                log_info("USR2: new master (pid %d) is ready; handing over and draining",
-                         (int)M.upgrade_pid);
-                M.handover = 1;
-                master_close_listeners(0);
-                master_dispatch_queue();
-                master_stop_deadline(M.cfg->graceful_timeout);
-                workers_tell(SIGTERM);
-                /* What came for us during the upgrade is the new master's
-                 * now; it runs it once we have gone. */
-                if (M.hup_waiting)
-                    kill(M.upgrade_pid, SIGHUP);
-                if (M.usr2_waiting)
-                    kill(M.upgrade_pid, SIGUSR2);
-                M.hup_waiting = M.usr2_waiting = 0;
-                if (workers_alive() == 0)
-                    ev_break(M.loop, EVBREAK_ALL);
-            }
-        }
-    }
+    struct master *m = io->data;
+    static char data[CHAN_MAX_DATA];
+    if (channel_drain(m->upgrade_fd, data, on_upgrade_msg, m) == CHAN_EMPTY)
+        return;
+    /* End of file or an error: the other master is gone. */
+    ev_io_stop(m->loop, &m->upgrade_w);
+    close(m->upgrade_fd);
+    m->upgrade_fd = -1;
+    if (!m->upgrade_pid)
+        run_waiting(m); /* we took over and the old master has exited */
 }
 
-void upgrade_watch_old(int fd)
+void upgrade_watch_old(struct master *m, int fd)
 {
-    M.upgrade_fd = fd;
-    ev_io_init(&M.upgrade_w, on_upgrade_channel, fd, EV_READ);
-    ev_io_start(M.loop, &M.upgrade_w);
+    m->upgrade_fd = fd;
+    ev_io_init(&m->upgrade_w, on_upgrade_channel, fd, EV_READ);
+    m->upgrade_w.data = m;
+    ev_io_start(m->loop, &m->upgrade_w);
 }
 
-void upgrade_start(void)
+void upgrade_start(struct master *m)
 {
-    if (busy(SIGUSR2))
+    if (busy(m, SIGUSR2))
         return;
     int fds[2];
     if (channel_pair(fds) < 0) {
         log_err(errno, "USR2: socketpair");
         return;
     }
-    log_info("USR2: starting a new master from %s", M.launch->exe);
+    /* What the new master inherits, its environment and the line for a
+     * failed exec, all before the fork: the child only makes system calls
+     * (see master_exec.c). */
+    struct inherited in;
+    memset(&in, 0, sizeof(in));
+    in.sb_fd = -1;
+    add_common(m, &in);
+    in.upgrade_fd = fds[1];
+    char *enc = inherit_format(&in);
+    char **envp = enc ? exec_env(enc) : NULL;
+    free(enc);
+    if (!envp) {
+        close(fds[0]);
+        close(fds[1]);
+        log_err(ENOMEM, "USR2");
+        return;
+    }
+    char fail[PATH_MAX + 64];
+    snprintf(fail, sizeof(fail), "hugd: USR2: cannot execute %s\n", m->launch->exe);
+    log_info("USR2: starting a new master from %s", m->launch->exe);
     pid_t pid = fork();
     if (pid == 0) {
-        struct inherited in;
-        memset(&in, 0, sizeof(in));
-        in.sb_fd = -1;
-        add_listeners(&in);
-        in.upgrade_fd = fds[1];
-        in.target = M.target;
-        in.workers_setting = M.cfg->workers;
-        if (scale_on()) {
-            in.min_workers = M.min_workers;
-            in.max_workers = M.max_workers;
-            in.min_setting = M.cfg->min_workers;
-            in.max_setting = M.cfg->max_workers;
-        }
-        char *enc = inherit_encode(&in);
-        if (!enc || setenv("HUGD_INHERIT", enc, 1) < 0)
-            _exit(127);
-        notify_export();
+        /* The descriptors' close-on-exec flags are the child's own. */
+        inherit_keep_on_exec(&in);
         master_block_signals(2); /* until the new master can handle them */
-        if (chdir(M.launch->cwd) < 0)
+        if (chdir(m->launch->cwd) < 0)
             _exit(127);
-        execv(M.launch->exe, M.launch->argv);
-        log_err(errno, "USR2: executing %s", M.launch->exe);
+        execve(m->launch->exe, m->launch->argv, envp);
+        exec_failed_note(fail);
         _exit(127);
     }
+    free(envp);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
         log_err(errno, "USR2: fork");
         return;
     }
-    M.upgrade_pid = pid;
-    upgrade_watch_old(fds[0]);
+    m->upgrade_pid = pid;
+    master_set_mode(m, MODE_UPGRADING, "USR2");
+    upgrade_watch_old(m, fds[0]);
 }
 
-void upgrade_ready(void)
-{
-    /* We are the new master of an upgrade: tell the old one. */
-    if (M.upgrade_fd < 0 || M.upgrade_pid)
-        return;
-    if (channel_send_type(M.upgrade_fd, CHAN_READY) < 0)
-        log_err(errno, "telling the old master we are ready");
-    else
-        log_info("ready: the old master (pid %d) hands over", (int)getppid());
-}
-
-int upgrade_forward(int fd, const struct chan_msg *msg, const char *data)
-{
-    int rc = -1;
-    for (int tries = 0; M.upgrade_fd >= 0 && tries < 10; tries++) {
-        rc = channel_send_conn(M.upgrade_fd, fd, msg, data);
-        if (rc == 0 || errno != EAGAIN)
-            break;
-        /* The new master reads its end promptly; a full buffer clears in
-         * moments, and this only happens during a hand-over. */
-        struct pollfd pfd = {.fd = M.upgrade_fd, .events = POLLOUT};
-        poll(&pfd, 1, 100);
-    }
-    if (rc < 0)
-        log_warn(errno, "passing a connection to the new master");
-    conns_close(fd);
-    return rc;
-}
-
-int reload_reaped(pid_t pid, int status)
+int reload_reaped(struct master *m, pid_t pid, int status)
 {
     char how[64];
-    if (pid && pid == M.probe_pid) {
-        M.probe_pid = 0;
-        if (M.stop_delay && !M.stopping) {
+    if (pid && pid == m->probe_pid) {
+        m->probe_pid = 0;
+        /* Still reloading: no stop overtook the probe. */
+        int ours = m->mode == MODE_RELOADING;
+        if (ours)
+            master_set_mode(m, MODE_SERVING, "the probe ended");
+        if (m->stop_delay) {
             /* TERM came while the probe ran: the stop wins (a new image
              * would not know it had begun). */
             log_info("HUP: not applied: stopping");
-        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !M.stopping && !M.handover) {
-            exec_in_place();
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && ours) {
+            exec_in_place(m);
         } else {
             describe(status, how, sizeof(how));
             log_errx("HUP: the new configuration or application does not load (check %s; see "
                      "above); still serving the running generation",
                      how);
             notify_send("READY=1");
-            run_waiting();
+            run_waiting(m);
         }
         return 1;
     }
-    if (pid && pid == M.upgrade_pid) {
-        M.upgrade_pid = 0;
+    if (pid && pid == m->upgrade_pid) {
+        m->upgrade_pid = 0;
         describe(status, how, sizeof(how));
-        if (!M.handover) {
+        if (m->mode != MODE_HANDOVER) {
+            if (m->mode == MODE_UPGRADING)
+                master_set_mode(m, MODE_SERVING, "the new master ended before it was ready");
             log_errx("USR2: the new master (pid %d) %s before it was ready; still serving",
                      (int)pid, how);
-            if (M.upgrade_fd >= 0) {
-                ev_io_stop(M.loop, &M.upgrade_w);
-                close(M.upgrade_fd);
-                M.upgrade_fd = -1;
+            if (m->upgrade_fd >= 0) {
+                ev_io_stop(m->loop, &m->upgrade_w);
+                close(m->upgrade_fd);
+                m->upgrade_fd = -1;
             }
-            run_waiting();
+            run_waiting(m);
         } else {
             log_warnx("the new master (pid %d) %s", (int)pid, how);
         }
@@ -386,7 +384,7 @@ int reload_reaped(pid_t pid, int status)
     return 0;
 }
 
-void reload_run_waiting(void)
+void reload_run_waiting(struct master *m)
 {
-    run_waiting();
+    run_waiting(m);
 }

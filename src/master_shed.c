@@ -48,13 +48,13 @@ static void note(const char *whose)
     unlogged_whose = whose;
 }
 
-void shed_tick(int64_t now_ms)
+void shed_tick(struct master *m, int64_t now_ms)
 {
     /* A worker at its limit may have freed descriptors without closing a
      * connection (the application closed files): each tick it gets one
      * more try, and says so again if it still has none. */
-    for (int k = 0; k < M.nlive; k++)
-        atomic_store(&M.sb->slot[M.live[k]].full, 0);
+    for (int k = 0; k < m->nlive; k++)
+        atomic_store(&m->sb->slot[m->live[k]].full, 0);
     if (!last_log_ms || now_ms - last_log_ms < SHED_LOG_INTERVAL_MS)
         return;
     if (!unlogged) {
@@ -72,7 +72,7 @@ void shed_tick(int64_t now_ms)
 /* Answer and close a connection nobody can take.  The request, when it has
  * come, is read first: closing with unread input would reset the
  * connection and could destroy the answer before the client reads it. */
-static void answer(int fd)
+static void answer(struct master *m, int fd)
 {
     char scratch[4096];
     while (read(fd, scratch, sizeof(scratch)) > 0)
@@ -80,13 +80,13 @@ static void answer(int fd)
     /* The same 503 a worker would send; its buffer is kept for the next. */
     static struct buf out;
     buf_clear(&out);
-    http_error_response(&out, 503, ev_now(M.loop));
+    http_error_response(&out, 503, ev_now(m->loop));
     ssize_t n = send(fd, out.p, out.len, MSG_NOSIGNAL);
     (void)n; /* a fresh socket takes 200 bytes; if not, the client sees a close */
     shutdown(fd, SHUT_WR);
 }
 
-int shed_accept(int lfd)
+int shed_accept(struct master *m, int lfd)
 {
     if (reserve < 0) {
         shed_init(); /* a descriptor may have been freed since */
@@ -96,7 +96,7 @@ int shed_accept(int lfd)
     reserve = -1;
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-        answer(fd);
+        answer(m, fd);
         close(fd);
         note("the master's");
     }
@@ -106,9 +106,9 @@ int shed_accept(int lfd)
     return fd >= 0 ? 0 : -1;
 }
 
-void shed_held(int fd)
+void shed_held(struct master *m, int fd)
 {
-    answer(fd);
-    conns_close(fd);
+    answer(m, fd);
+    conns_close(m, fd);
     note("every worker's");
 }

@@ -41,26 +41,27 @@ static ev_io accept_w;
 static ev_timer retry_w;
 static struct sconn **conns; /* stats_max_connections of them, NULL where free */
 
-static void conn_end(struct sconn *c)
+static void conn_end(struct master *m, struct sconn *c)
 {
-    ev_io_stop(M.loop, &c->io);
-    ev_timer_stop(M.loop, &c->timer);
+    ev_io_stop(m->loop, &c->io);
+    ev_timer_stop(m->loop, &c->timer);
     close(c->fd);
-    for (int i = 0; i < M.cfg->stats_max_connections; i++)
+    for (int i = 0; i < m->cfg->stats_max_connections; i++)
         if (conns[i] == c)
             conns[i] = NULL;
     free(c->line);
     buf_free(&c->out);
     free(c);
     if (lst.fd >= 0 && !ev_is_active(&accept_w) && !ev_is_active(&retry_w))
-        ev_io_start(M.loop, &accept_w); /* a place is free again */
+        ev_io_start(m->loop, &accept_w); /* a place is free again */
 }
 
 static void on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct master *m = t->data;
     (void)loop;
     (void)revents;
-    conn_end((struct sconn *)((char *)t - offsetof(struct sconn, timer)));
+    conn_end(m, (struct sconn *)((char *)t - offsetof(struct sconn, timer)));
 }
 
 static void respond(struct sconn *c, int status, const char *ctype, const struct buf *body,
@@ -87,7 +88,7 @@ static void respond(struct sconn *c, int status, const char *ctype, const struct
 }
 
 /* The request line is in: what to answer. */
-static void answer(struct sconn *c)
+static void answer(struct master *m, struct sconn *c)
 {
     char *line = c->line;
     line[c->linelen] = '\0';
@@ -112,7 +113,7 @@ static void answer(struct sconn *c)
     }
     struct stats_snapshot s;
     struct buf body = {0};
-    stats_collect(&s);
+    stats_collect(m, &s);
     if (json)
         stats_json(&s, &body);
     else
@@ -125,9 +126,9 @@ static void answer(struct sconn *c)
 }
 
 /* Feed read bytes; 1 once the request head is complete (or refused). */
-static int feed(struct sconn *c, const char *p, size_t n)
+static int feed(struct master *m, struct sconn *c, const char *p, size_t n)
 {
-    const struct hugd_config *cfg = M.cfg;
+    const struct hugd_config *cfg = m->cfg;
     size_t cap = (size_t)cfg->limit_request_line +
                  (size_t)cfg->limit_request_fields * (size_t)cfg->limit_request_field_size;
     for (size_t k = 0; k < n; k++) {
@@ -148,7 +149,7 @@ static int feed(struct sconn *c, const char *p, size_t n)
             continue;
         }
         if (ch == '\n' && c->at_bol) {
-            answer(c);
+            answer(m, c);
             return 1;
         }
         if (ch != '\r')
@@ -159,6 +160,7 @@ static int feed(struct sconn *c, const char *p, size_t n)
 
 static void on_conn(struct ev_loop *loop, ev_io *io, int revents)
 {
+    struct master *m = io->data;
     (void)revents;
     struct sconn *c = (struct sconn *)((char *)io - offsetof(struct sconn, io));
     if (c->io.events & EV_READ) {
@@ -170,10 +172,10 @@ static void on_conn(struct ev_loop *loop, ev_io *io, int revents)
             if (n < 0 && errno == EAGAIN)
                 return;
             if (n <= 0) {
-                conn_end(c);
+                conn_end(m, c);
                 return;
             }
-            if (feed(c, tmp, (size_t)n))
+            if (feed(m, c, tmp, (size_t)n))
                 break;
         }
         ev_io_stop(loop, &c->io);
@@ -190,12 +192,12 @@ static void on_conn(struct ev_loop *loop, ev_io *io, int revents)
             break;
         c->out.off += (size_t)n;
     }
-    conn_end(c);
+    conn_end(m, c);
 }
 
-static int free_place(void)
+static int free_place(struct master *m)
 {
-    for (int i = 0; i < M.cfg->stats_max_connections; i++)
+    for (int i = 0; i < m->cfg->stats_max_connections; i++)
         if (!conns[i])
             return i;
     return -1;
@@ -203,9 +205,10 @@ static int free_place(void)
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
+    struct master *m = io->data;
     (void)revents;
     for (;;) {
-        int k = free_place();
+        int k = free_place(m);
         if (k < 0) {
             /* Full: the kernel's backlog holds the next until one ends. */
             ev_io_stop(loop, io);
@@ -225,7 +228,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         struct sconn *c = calloc(1, sizeof(*c));
-        char *line = malloc((size_t)M.cfg->limit_request_line + 1);
+        char *line = malloc((size_t)m->cfg->limit_request_line + 1);
         if (!c || !line) {
             free(c);
             free(line);
@@ -236,15 +239,17 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
         c->line = line;
         conns[k] = c;
         ev_io_init(&c->io, on_conn, fd, EV_READ);
+        c->io.data = m;
         ev_io_start(loop, &c->io);
-        ev_timer_init(&c->timer, on_timeout, M.cfg->stats_timeout, 0.);
+        ev_timer_init(&c->timer, on_timeout, m->cfg->stats_timeout, 0.);
+        c->timer.data = m;
         ev_timer_start(loop, &c->timer);
     }
 }
 
-static int bind_stats(char *err, size_t len)
+static int bind_stats(struct master *m, char *err, size_t len)
 {
-    if (sock_listen(M.cfg->stats_bind, M.cfg->stats_max_connections, &lst, err, len) < 0) {
+    if (sock_listen(m->cfg->stats_bind, m->cfg->stats_max_connections, &lst, err, len) < 0) {
         sock_close(&lst, 0);
         free(lst.bind);
         free(lst.unix_path);
@@ -254,46 +259,48 @@ static int bind_stats(char *err, size_t len)
     if (lst.unix_path && stat(lst.unix_path, &lst_st) < 0)
         memset(&lst_st, 0, sizeof(lst_st));
     ev_io_init(&accept_w, on_accept, lst.fd, EV_READ);
-    ev_io_start(M.loop, &accept_w);
+    accept_w.data = m;
+    ev_io_start(m->loop, &accept_w);
     if (lst.unix_path)
-        log_info("stats at %s", M.cfg->stats_bind);
+        log_info("stats at %s", m->cfg->stats_bind);
     else
-        log_info("stats at http://%s/stats and /metrics", M.cfg->stats_bind);
+        log_info("stats at http://%s/stats and /metrics", m->cfg->stats_bind);
     return 0;
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)t;
+    struct master *m = t->data;
     (void)revents;
     char err[512];
     if (lst.fd >= 0) {
         ev_io_start(loop, &accept_w);
         return;
     }
-    if (bind_stats(err, sizeof(err)) < 0) {
+    if (bind_stats(m, err, sizeof(err)) < 0) {
         ev_timer_set(&retry_w, RETRY_SECONDS, 0.);
         ev_timer_start(loop, &retry_w);
     }
 }
 
-int stats_open(const struct inherited *inh)
+int stats_open(struct master *m, const struct inherited *inh)
 {
-    struct sb_totals *t = &M.sb->totals;
+    struct sb_totals *t = &m->sb->totals;
     if (inh->sb_fd >= 0)
         t->generation++; /* a reload: the board, and its totals, came with it */
     else
         t->started_ms = monotonic_ms();
-    if (!M.cfg->stats_bind || !*M.cfg->stats_bind)
+    if (!m->cfg->stats_bind || !*m->cfg->stats_bind)
         return 0;
-    conns = calloc((size_t)M.cfg->stats_max_connections, sizeof(*conns));
+    conns = calloc((size_t)m->cfg->stats_max_connections, sizeof(*conns));
     if (!conns) {
         log_crit(ENOMEM, "stats");
         return HUGD_EX_OSERR;
     }
     ev_timer_init(&retry_w, on_retry, RETRY_SECONDS, 0.);
+    retry_w.data = m;
     char err[512];
-    if (bind_stats(err, sizeof(err)) == 0)
+    if (bind_stats(m, err, sizeof(err)) == 0)
         return 0;
     if (inh->sb_fd < 0 && inh->upgrade_fd < 0) {
         log_crit(0, "stats_bind: %s", err);
@@ -302,21 +309,21 @@ int stats_open(const struct inherited *inh)
     /* After a reload or during an upgrade the previous master may still
      * hold the address: serve without stats until it lets go. */
     log_errx("stats_bind: %s; trying again every %g s", err, RETRY_SECONDS);
-    ev_timer_start(M.loop, &retry_w);
+    ev_timer_start(m->loop, &retry_w);
     return 0;
 }
 
-void stats_close(void)
+void stats_close(struct master *m)
 {
     if (!conns)
         return;
-    for (int i = 0; i < M.cfg->stats_max_connections; i++)
+    for (int i = 0; i < m->cfg->stats_max_connections; i++)
         if (conns[i])
-            conn_end(conns[i]);
-    ev_timer_stop(M.loop, &retry_w);
+            conn_end(m, conns[i]);
+    ev_timer_stop(m->loop, &retry_w);
     if (lst.fd < 0)
         return;
-    ev_io_stop(M.loop, &accept_w);
+    ev_io_stop(m->loop, &accept_w);
     /* The path first, then the socket: a new master waiting for the path
      * finds it gone, and the path it then binds is not ours to remove. */
     struct stat st;
@@ -327,13 +334,13 @@ void stats_close(void)
     lst.fd = -1;
 }
 
-void stats_close_in_child(void)
+void stats_close_in_child(struct master *m)
 {
     if (!conns)
         return;
     if (lst.fd >= 0)
         close(lst.fd);
-    for (int i = 0; i < M.cfg->stats_max_connections; i++)
+    for (int i = 0; i < m->cfg->stats_max_connections; i++)
         if (conns[i])
             close(conns[i]->fd);
 }

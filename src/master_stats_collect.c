@@ -20,10 +20,10 @@
 #include "master_int.h"
 
 /* The pool's bounds: the configuration's, as TTIN and TTOU moved them. */
-static void pool_bounds(int *min, int *max)
+static void pool_bounds(struct master *m, int *min, int *max)
 {
-    *min = M.min_workers;
-    *max = M.max_workers;
+    *min = m->min_workers;
+    *max = m->max_workers;
 }
 
 static void add_slot(struct sb_totals *t, const struct sb_slot *s)
@@ -36,18 +36,18 @@ static void add_slot(struct sb_totals *t, const struct sb_slot *s)
         t->resp_hist[k] += atomic_load(&s->resp_hist[k]);
 }
 
-void stats_worker_gone(int i, int status)
+void stats_worker_gone(struct master *m, int i, int status)
 {
-    const struct wproc *wp = &M.w[i];
-    struct sb_totals *t = &M.sb->totals;
-    add_slot(t, &M.sb->slot[i]);
+    const struct wproc *wp = &m->w[i];
+    struct sb_totals *t = &m->sb->totals;
+    add_slot(t, &m->sb->slot[i]);
     /* A worker hugd retired on purpose (a reload, TTOU, a stop) was not
      * restarted; one the scaler retired counts as scale_down. */
     if (wp->aborted)
         t->restarts[STATS_TIMEOUT]++;
     else if (wp->recycled)
         t->restarts[wp->recycled - 1]++;
-    else if (wp->retiring || wp->old_gen || M.stopping || M.handover)
+    else if (wp->retiring || wp->old_gen || master_leaving(m))
         return;
     else if (WIFSIGNALED(status))
         t->restarts[STATS_SIGNAL]++;
@@ -97,12 +97,13 @@ static void memory_of(long pid, long long *rss, long long *uss)
     }
 }
 
-static void worker_of(struct stats_worker *w, int i, int64_t now_ms, double now_unix)
+static void worker_of(struct master *m, struct stats_worker *w, int i, int64_t now_ms,
+                      double now_unix)
 {
-    const struct sb_slot *s = &M.sb->slot[i];
+    const struct sb_slot *s = &m->sb->slot[i];
     memset(w, 0, sizeof(*w));
     w->slot = i;
-    w->pid = (long)M.w[i].pid;
+    w->pid = (long)m->w[i].pid;
     w->state = state_of(atomic_load(&s->state));
     w->requests = atomic_load(&s->requests);
     w->conns = atomic_load(&s->sent) - atomic_load(&s->closed);
@@ -145,13 +146,13 @@ static void listener_of(struct stats_listener *l, const struct listener *ls)
     l->backlog = ti.tcpi_sacked;
 }
 
-void stats_collect(struct stats_snapshot *s)
+void stats_collect(struct master *m, struct stats_snapshot *s)
 {
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     double now_unix = (double)rt.tv_sec + rt.tv_nsec / 1e9;
     int64_t now_ms = monotonic_ms();
-    const struct sb_totals *t = &M.sb->totals;
+    const struct sb_totals *t = &m->sb->totals;
     struct sb_totals sum = *t;
 
     memset(s, 0, sizeof(*s));
@@ -159,28 +160,28 @@ void stats_collect(struct stats_snapshot *s)
     s->version = HUGD_VERSION;
     s->uptime = (double)(now_ms - t->started_ms) / 1000.0;
     s->generation = t->generation;
-    s->target = M.target;
-    pool_bounds(&s->min_workers, &s->max_workers);
-    s->queued = M.qlen;
+    s->target = m->target;
+    pool_bounds(m, &s->min_workers, &s->max_workers);
+    s->queued = m->qlen;
     s->queued_max = t->queued_max;
-    s->queue_cap = M.qcap;
+    s->queue_cap = m->qcap;
     s->accepted = t->accepted;
     memcpy(s->restarts, t->restarts, sizeof(s->restarts));
     s->scale_up = t->scale_up;
     s->scale_down = t->scale_down;
 
-    struct stats_worker *w = calloc((size_t)(M.nlive ? M.nlive : 1), sizeof(*w));
-    struct stats_listener *l = calloc((size_t)(M.nls ? M.nls : 1), sizeof(*l));
-    for (int k = 0; k < M.nlive; k++) {
-        int i = M.live[k];
-        if (M.w[i].pid <= 0)
+    struct stats_worker *w = calloc((size_t)(m->nlive ? m->nlive : 1), sizeof(*w));
+    struct stats_listener *l = calloc((size_t)(m->nls ? m->nls : 1), sizeof(*l));
+    for (int k = 0; k < m->nlive; k++) {
+        int i = m->live[k];
+        if (m->w[i].pid <= 0)
             continue;
-        add_slot(&sum, &M.sb->slot[i]); /* into the totals even without memory for the rest */
+        add_slot(&sum, &m->sb->slot[i]); /* into the totals even without memory for the rest */
         if (w)
-            worker_of(&w[s->nw++], i, now_ms, now_unix);
+            worker_of(m, &w[s->nw++], i, now_ms, now_unix);
     }
-    for (int k = 0; l && k < M.nls; k++)
-        listener_of(&l[s->nls++], &M.ls[k]);
+    for (int k = 0; l && k < m->nls; k++)
+        listener_of(&l[s->nls++], &m->ls[k]);
     s->w = w;
     s->ls = l;
     memcpy(s->by_class, sum.by_class, sizeof(s->by_class));

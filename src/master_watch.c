@@ -90,10 +90,10 @@ int watch_files(char **sources, const char *extra)
 static void on_settled(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
-    (void)t;
     (void)revents;
+    struct master *m = t->data;
     log_info("reload: %s changed", changed);
-    reload_start();
+    reload_start(m);
 }
 
 static void on_events(struct ev_loop *loop, ev_io *w, int revents)
@@ -122,11 +122,12 @@ static void on_events(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-void watch_start(struct ev_loop *loop)
+void watch_start(struct master *m)
 {
     if (ifd < 0)
         return;
     ev_timer_init(&settle_w, on_settled, SETTLE_SECONDS, 0.);
+    settle_w.data = m;
     ev_io_init(&io_w, on_events, ifd, EV_READ);
-    ev_io_start(loop, &io_w);
+    ev_io_start(m->loop, &io_w);
 }

@@ -17,19 +17,19 @@
 
 #define EARLY_DEATH_MS 5000
 
-int workers_alive(void)
+int workers_alive(struct master *m)
 {
     int n = 0;
-    for (int i = 0; i < M.nslots; i++)
-        n += M.w[i].pid > 0;
+    for (int i = 0; i < m->nslots; i++)
+        n += m->w[i].pid > 0;
     return n;
 }
 
-int workers_all_full(void)
+int workers_all_full(struct master *m)
 {
     int full = 0;
-    for (int k = 0; k < M.nlive; k++) {
-        const struct sb_slot *s = &M.sb->slot[M.live[k]];
+    for (int k = 0; k < m->nlive; k++) {
+        const struct sb_slot *s = &m->sb->slot[m->live[k]];
         if (!atomic_load(&s->accepting))
             continue;
         if (!atomic_load(&s->full))
@@ -40,80 +40,34 @@ int workers_all_full(void)
 }
 
 /* Workers of the current generation that are not on their way out. */
-static int serving_count(void)
+static int serving_count(struct master *m)
 {
     int n = 0;
-    for (int i = 0; i < M.nslots; i++)
-        n += M.w[i].pid > 0 && !M.w[i].retiring && !M.w[i].old_gen;
+    for (int i = 0; i < m->nslots; i++)
+        n += m->w[i].pid > 0 && !m->w[i].retiring && !m->w[i].old_gen;
     return n;
 }
 
-/* Read everything the worker sent.  Also called for a worker that has
- * exited: connections it handed back just before are still in the channel,
- * and closing it unread would reset them. */
-static int read_channel(struct wproc *wp)
-{
-    int said_free = 0;
-    for (;;) {
-        struct chan_msg m;
-        int fd;
-        static char data[CHAN_MAX_DATA];
-        int r = channel_recv(wp->ch, &m, &fd, data);
-        if (r == 0)
-            ev_io_stop(M.loop, &wp->ch_w); /* the worker died: SIGCHLD tells the rest */
-        if (r <= 0)
-            break;
-        int slot = (int)(wp - M.w);
-        said_free |= m.type == CHAN_FREE;
-        if (fd >= 0)
-            close(fd); /* workers send none */
-        if (m.type == CHAN_BACK)
-            conns_given_back(slot, &m, data);
-        else if (m.type == CHAN_CLOSED)
-            conns_closed(slot, data, m.datalen);
-        if (m.type == CHAN_RETIRE) {
-            workers_replace((int)(wp - M.w), "reached max_requests");
-            if (wp->replaced_by)
-                wp->recycled = STATS_MAX_REQUESTS + 1;
-        }
-    }
-    return said_free;
-}
-
-void workers_on_channel(struct ev_loop *loop, ev_io *io, int revents)
-{
-    (void)loop;
-    (void)revents;
-    struct wproc *wp = (struct wproc *)((char *)io - offsetof(struct wproc, ch_w));
-    int said_free = read_channel(wp);
-    /* Some worker turned free or became ready: the queue can move, a
-     * worker waiting for its replacement may go, a generation may be up. */
-    workers_check_ready();
-    master_dispatch_queue();
-    if (said_free)
-        master_dispatch_to((int)(wp - M.w));
-}
-
-/* M.live stays sorted so that the balancer's rotation goes in slot order;
+/* m->live stays sorted so that the balancer's rotation goes in slot order;
  * it changes only when a worker starts or is reaped. */
-static void live_add(int i)
+static void live_add(struct master *m, int i)
 {
     int p = 0;
-    while (p < M.nlive && M.live[p] < i)
+    while (p < m->nlive && m->live[p] < i)
         p++;
-    if (p < M.nlive && M.live[p] == i)
+    if (p < m->nlive && m->live[p] == i)
         return;
-    memmove(&M.live[p + 1], &M.live[p], (size_t)(M.nlive - p) * sizeof(M.live[0]));
-    M.live[p] = i;
-    M.nlive++;
+    memmove(&m->live[p + 1], &m->live[p], (size_t)(m->nlive - p) * sizeof(m->live[0]));
+    m->live[p] = i;
+    m->nlive++;
 }
 
-static void live_remove(int i)
+static void live_remove(struct master *m, int i)
 {
-    for (int p = 0; p < M.nlive; p++) {
-        if (M.live[p] == i) {
-            memmove(&M.live[p], &M.live[p + 1], (size_t)(M.nlive - p - 1) * sizeof(M.live[0]));
-            M.nlive--;
+    for (int p = 0; p < m->nlive; p++) {
+        if (m->live[p] == i) {
+            memmove(&m->live[p], &m->live[p + 1], (size_t)(m->nlive - p - 1) * sizeof(m->live[0]));
+            m->nlive--;
             return;
         }
     }
@@ -121,22 +75,23 @@ static void live_remove(int i)
 
 /* A slot whose channel is watched has a process (just forked, or adopted
  * from the previous generation): from now on the balancer considers it. */
-void workers_watch(int i)
+void workers_watch(struct master *m, int i)
 {
-    struct wproc *wp = &M.w[i];
-    ev_io_init(&wp->ch_w, workers_on_channel, wp->ch, EV_READ);
-    ev_io_start(M.loop, &wp->ch_w);
-    live_add(i);
+    struct wproc *wp = &m->w[i];
+    ev_io_init(&wp->ch_w, m->on_channel, wp->ch, EV_READ);
+    wp->ch_w.data = m;
+    ev_io_start(m->loop, &wp->ch_w);
+    live_add(m, i);
 }
 
-static void spawn(int i)
+static void spawn(struct master *m, int i)
 {
     int fds[2];
     if (channel_pair(fds) < 0) {
         log_err(errno, "socketpair for worker %d", i);
         return;
     }
-    struct sb_slot *s = &M.sb->slot[i];
+    struct sb_slot *s = &m->sb->slot[i];
     scoreboard_reset_slot(s);
     atomic_store(&s->state, SB_BOOTING);
     s->spawned_ms = monotonic_ms();
@@ -157,28 +112,28 @@ static void spawn(int i)
      * the application's memory (the page tables are copied). */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    PyEval_RestoreThread(M.py);
+    PyEval_RestoreThread(m->py);
     PyOS_BeforeFork();
     pid_t pid = fork();
     if (pid == 0) {
         PyOS_AfterFork_Child();
         close(fds[0]);
-        for (int k = 0; k < M.nslots; k++)
-            if (M.w[k].pid > 0)
-                close(M.w[k].ch);
-        for (int k = 0; k < M.nls; k++)
-            if (M.ls[k].fd >= 0)
-                close(M.ls[k].fd);
-        if (M.upgrade_fd >= 0)
-            close(M.upgrade_fd);
-        close(M.sb_fd);
-        conns_close_inherited();
-        stats_close_in_child();
+        for (int k = 0; k < m->nslots; k++)
+            if (m->w[k].pid > 0)
+                close(m->w[k].ch);
+        for (int k = 0; k < m->nls; k++)
+            if (m->ls[k].fd >= 0)
+                close(m->ls[k].fd);
+        if (m->upgrade_fd >= 0)
+            close(m->upgrade_fd);
+        close(m->sb_fd);
+        conns_close_inherited(m);
+        stats_close_in_child(m);
         static struct worker w;
         memset(&w, 0, sizeof(w));
-        w.cfg = M.cfg;
-        w.nlisteners = M.nls;
-        w.sb = M.sb;
+        w.cfg = m->cfg;
+        w.nlisteners = m->nls;
+        w.sb = m->sb;
         w.slot = s;
         w.index = i;
         w.channel = fds[1];
@@ -186,7 +141,7 @@ static void spawn(int i)
     }
     int e = errno;
     PyOS_AfterFork_Parent();
-    M.py = PyEval_SaveThread();
+    m->py = PyEval_SaveThread();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     sigprocmask(SIG_SETMASK, &was, NULL);
     close(fds[1]);
@@ -196,129 +151,141 @@ static void spawn(int i)
         log_err(e, "fork for worker %d", i);
         return;
     }
-    struct wproc *wp = &M.w[i];
+    struct wproc *wp = &m->w[i];
     memset(wp, 0, sizeof(*wp));
     wp->pid = pid;
     wp->ch = fds[0];
     atomic_store(&s->accepting, 1);
-    workers_watch(i);
+    workers_watch(m, i);
     log_info("worker %d started (pid %d; the fork held the master %.2f ms)", i, (int)pid,
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 }
 
-static int free_slot(void)
+static int free_slot(struct master *m)
 {
-    for (int i = 0; i < M.nslots; i++)
-        if (M.w[i].pid == 0)
+    for (int i = 0; i < m->nslots; i++)
+        if (m->w[i].pid == 0)
             return i;
     return -1;
 }
 
-void workers_spawn_missing(void)
+void workers_spawn_missing(struct master *m)
 {
-    if (M.stopping || M.handover || !M.app_ok)
+    if (master_leaving(m) || !m->app_ok)
         return;
-    if (monotonic_ms() < M.next_spawn_ms)
+    if (monotonic_ms() < m->next_spawn_ms)
         return;
-    while (serving_count() < M.target) {
-        int i = free_slot();
+    while (serving_count(m) < m->target) {
+        int i = free_slot(m);
         if (i < 0)
             return;
-        spawn(i);
-        if (M.w[i].pid <= 0)
+        spawn(m, i);
+        if (m->w[i].pid <= 0)
             return; /* fork failed: the next tick tries again */
     }
 }
 
 /* Take a worker out of service: it finishes what it has, hands its idle
  * keep-alive connections back, and exits. */
-void workers_retire(int i)
+void workers_retire(struct master *m, int i)
 {
-    struct wproc *wp = &M.w[i];
+    struct wproc *wp = &m->w[i];
     if (wp->pid <= 0 || wp->retiring)
         return;
     wp->retiring = 1;
-    atomic_store(&M.sb->slot[i].accepting, 0);
+    atomic_store(&m->sb->slot[i].accepting, 0);
     kill(wp->pid, SIGTERM);
     /* Its own drain timer ends it at graceful_timeout; this is for one
      * stuck in the application. */
-    wp->kill_at_ms = monotonic_ms() + (int64_t)(M.cfg->graceful_timeout * 1000);
+    wp->kill_at_ms = monotonic_ms() + (int64_t)(m->cfg->graceful_timeout * 1000);
 }
 
 /* max_requests or max_worker_memory: start the replacement now; the old
  * worker keeps serving until the new one is ready (workers_check_ready),
  * so capacity never dips. */
-void workers_replace(int i, const char *why)
+void workers_replace(struct master *m, int i, const char *why)
 {
-    struct wproc *wp = &M.w[i];
-    if (M.stopping || M.handover || !M.app_ok || wp->pid <= 0 || wp->retiring || wp->replaced_by)
+    struct wproc *wp = &m->w[i];
+    if (master_leaving(m) || !m->app_ok || wp->pid <= 0 || wp->retiring || wp->replaced_by)
         return;
-    int j = free_slot();
+    int j = free_slot(m);
     if (j < 0)
         return;
-    spawn(j);
-    if (M.w[j].pid > 0) {
+    spawn(m, j);
+    if (m->w[j].pid > 0) {
         wp->replaced_by = j + 1;
         log_info("worker %d (pid %d) %s; worker %d replaces it", i, (int)wp->pid, why, j);
     }
 }
 
+/* We are the new master of an upgrade: the old one hands over once our
+ * generation is up. */
+static void tell_old_master(struct master *m)
+{
+    if (m->upgrade_fd < 0 || m->upgrade_pid)
+        return;
+    if (channel_send_type(m->upgrade_fd, CHAN_READY) < 0)
+        log_err(errno, "telling the old master we are ready");
+    else
+        log_info("ready: the old master (pid %d) hands over", (int)getppid());
+}
+
 /* Past its start-up and serving.  Any serving state counts: under load a
  * new worker is seldom idle at the moment the master looks, and one that
  * is queued or busy is up all the same. */
-static int is_up(int j)
+static int is_up(struct master *m, int j)
 {
-    int st = atomic_load(&M.sb->slot[j].state);
-    return M.w[j].pid > 0 && (st == SB_IDLE || st == SB_BUSY || st == SB_QUEUED);
+    int st = atomic_load(&m->sb->slot[j].state);
+    return m->w[j].pid > 0 && (st == SB_IDLE || st == SB_BUSY || st == SB_QUEUED);
 }
 
-void workers_check_ready(void)
+void workers_check_ready(struct master *m)
 {
-    if (M.stopping || M.handover)
+    if (master_leaving(m))
         return;
-    for (int i = 0; i < M.nslots; i++) {
-        struct wproc *wp = &M.w[i];
+    for (int i = 0; i < m->nslots; i++) {
+        struct wproc *wp = &m->w[i];
         if (wp->pid <= 0 || !wp->replaced_by || wp->retiring)
             continue;
         int j = wp->replaced_by - 1;
-        if (M.w[j].pid <= 0)
+        if (m->w[j].pid <= 0)
             wp->replaced_by = 0; /* the replacement died: ask again */
-        else if (is_up(j))
-            workers_retire(i);
+        else if (is_up(m, j))
+            workers_retire(m, i);
     }
-    if (M.ready || !M.app_ok)
+    if (m->ready || !m->app_ok)
         return;
     int up = 0;
-    for (int i = 0; i < M.nslots; i++)
-        up += !M.w[i].old_gen && !M.w[i].retiring && is_up(i);
-    if (up < M.target)
+    for (int i = 0; i < m->nslots; i++)
+        up += !m->w[i].old_gen && !m->w[i].retiring && is_up(m, i);
+    if (up < m->target)
         return;
     /* The generation is up: now, and only now, the previous one goes. */
-    M.ready = 1;
+    m->ready = 1;
     int old = 0;
-    for (int i = 0; i < M.nslots; i++)
-        if (M.w[i].pid > 0 && M.w[i].old_gen) {
-            workers_retire(i);
+    for (int i = 0; i < m->nslots; i++)
+        if (m->w[i].pid > 0 && m->w[i].old_gen) {
+            workers_retire(m, i);
             old++;
         }
     if (old)
         log_info("new workers ready; retiring %d of the previous generation", old);
-    if (M.cfg->pidfile && pidfile_write(M.cfg->pidfile) < 0)
-        log_err(errno, "writing the pid file %s", M.cfg->pidfile);
-    upgrade_ready();
+    if (m->cfg->pidfile && pidfile_write(m->cfg->pidfile) < 0)
+        log_err(errno, "writing the pid file %s", m->cfg->pidfile);
+    tell_old_master(m);
     notify_send("READY=1\nMAINPID=%d\nSTATUS=serving with %d workers", (int)getpid(), up);
 }
 
 /* TTOU: the worker with the least work goes. */
-void workers_retire_one(void)
+void workers_retire_one(struct master *m)
 {
     int best = -1;
     uint64_t best_load = 0;
-    for (int i = 0; i < M.nslots; i++) {
-        struct wproc *wp = &M.w[i];
+    for (int i = 0; i < m->nslots; i++) {
+        struct wproc *wp = &m->w[i];
         if (wp->pid <= 0 || wp->retiring || wp->old_gen)
             continue;
-        struct sb_slot *s = &M.sb->slot[i];
+        struct sb_slot *s = &m->sb->slot[i];
         uint64_t load = atomic_load(&s->sent) - atomic_load(&s->closed);
         load = load * 2 + (atomic_load(&s->state) == SB_BUSY);
         if (best < 0 || load < best_load) {
@@ -326,22 +293,22 @@ void workers_retire_one(void)
             best_load = load;
         }
     }
-    if (best >= 0 && serving_count() > M.target) {
-        log_info("retiring worker %d (pid %d)", best, (int)M.w[best].pid);
-        workers_retire(best);
+    if (best >= 0 && serving_count(m) > m->target) {
+        log_info("retiring worker %d (pid %d)", best, (int)m->w[best].pid);
+        workers_retire(m, best);
     }
 }
 
-void workers_reaped(pid_t pid, int status)
+int workers_reaped(struct master *m, pid_t pid, int status)
 {
     int i;
-    for (i = 0; i < M.nslots; i++)
-        if (M.w[i].pid == pid)
+    for (i = 0; i < m->nslots; i++)
+        if (m->w[i].pid == pid)
             break;
-    if (i == M.nslots)
-        return;
-    struct wproc *wp = &M.w[i];
-    struct sb_slot *s = &M.sb->slot[i];
+    if (i == m->nslots)
+        return -1;
+    struct wproc *wp = &m->w[i];
+    struct sb_slot *s = &m->sb->slot[i];
     int64_t lived = monotonic_ms() - s->spawned_ms;
     /* Dying before it is ready, or idle soon after it started without
      * having served, is what a broken start-up looks like: back off.  A
@@ -352,7 +319,7 @@ void workers_reaped(pid_t pid, int status)
     int young = st == SB_BOOTING ||
                 (st == SB_IDLE && lived < EARLY_DEATH_MS && atomic_load(&s->requests) == 0);
     int clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    int expected = wp->retiring || M.stopping || M.handover;
+    int expected = wp->retiring || master_leaving(m);
     if (WIFEXITED(status))
         LOG_AT(clean ? LOG_LVL_INFO : LOG_LVL_ERROR, 0, "worker %d (pid %d) exited with %d", i,
                (int)pid, WEXITSTATUS(status));
@@ -360,45 +327,51 @@ void workers_reaped(pid_t pid, int status)
         LOG_AT(expected && WTERMSIG(status) != SIGABRT ? LOG_LVL_INFO : LOG_LVL_ERROR, 0,
                "worker %d (pid %d) killed by signal %d (%s)", i, (int)pid, WTERMSIG(status),
                strsignal(WTERMSIG(status)));
-    stats_worker_gone(i, status);
+    stats_worker_gone(m, i, status);
     int was_expected = wp->retiring || wp->old_gen;
-    ev_io_stop(M.loop, &wp->ch_w);
+    wp->failed_young_ms = !clean && !was_expected && young ? (lived > 0 ? lived : 1) : 0;
+    ev_io_stop(m->loop, &wp->ch_w);
     wp->retiring = 1; /* a CHAN_RETIRE from the dead asks for nothing */
     /* Out of the balancer's sight first: what the dead worker gave back is
      * dispatched while its channel is read, and must not go to it again. */
     atomic_store(&s->accepting, 0);
-    live_remove(i);
-    read_channel(wp);
-    close(wp->ch);
-    memset(wp, 0, sizeof(*wp));
-    scoreboard_reset_slot(s);
-    conns_worker_gone(i);
-
-    if (M.stopping || M.handover)
-        return;
-    if (!clean && !was_expected && young) {
-        /* Dying young again and again means respawning can't fix it: slow
-         * down instead of forking in a tight loop. */
-        M.fail_streak++;
-        int64_t delay = 100LL << (M.fail_streak < 9 ? M.fail_streak : 9);
-        if (delay > 30000)
-            delay = 30000;
-        M.next_spawn_ms = monotonic_ms() + delay;
-        log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s", i,
-                 lived / 1000.0, M.fail_streak, delay / 1000.0);
-    } else {
-        M.fail_streak = 0;
-    }
-    workers_spawn_missing();
-    workers_check_ready();
-    master_dispatch_queue();
+    live_remove(m, i);
+    return i;
 }
 
-static void check_timeouts(int64_t now)
+void workers_gone(struct master *m, int i, conns_take_fn *take)
 {
-    double limit = M.cfg->timeout;
-    for (int i = 0; i < M.nslots; i++) {
-        struct wproc *wp = &M.w[i];
+    struct wproc *wp = &m->w[i];
+    int64_t failed_young_ms = wp->failed_young_ms;
+    close(wp->ch);
+    memset(wp, 0, sizeof(*wp));
+    scoreboard_reset_slot(&m->sb->slot[i]);
+    conns_worker_gone(m, i, take);
+
+    if (master_leaving(m))
+        return;
+    if (failed_young_ms) {
+        /* Dying young again and again means respawning can't fix it: slow
+         * down instead of forking in a tight loop. */
+        m->fail_streak++;
+        int64_t delay = 100LL << (m->fail_streak < 9 ? m->fail_streak : 9);
+        if (delay > 30000)
+            delay = 30000;
+        m->next_spawn_ms = monotonic_ms() + delay;
+        log_crit(0, "worker %d died %.1f s after it started (%d in a row); next start in %.1f s", i,
+                 failed_young_ms / 1000.0, m->fail_streak, delay / 1000.0);
+    } else {
+        m->fail_streak = 0;
+    }
+    workers_spawn_missing(m);
+    workers_check_ready(m);
+}
+
+static void check_timeouts(struct master *m, int64_t now)
+{
+    double limit = m->cfg->timeout;
+    for (int i = 0; i < m->nslots; i++) {
+        struct wproc *wp = &m->w[i];
         if (wp->pid <= 0)
             continue;
         if (wp->kill_at_ms && now >= wp->kill_at_ms) {
@@ -409,7 +382,7 @@ static void check_timeouts(int64_t now)
         }
         if (limit <= 0 || wp->aborted)
             continue;
-        struct sb_slot *s = &M.sb->slot[i];
+        struct sb_slot *s = &m->sb->slot[i];
         int64_t since = atomic_load(&s->busy_since_ms);
         if (atomic_load(&s->state) != SB_BUSY || since == 0 || now - since < limit * 1000)
             continue;
@@ -427,21 +400,41 @@ static void check_timeouts(int64_t now)
     }
 }
 
-void workers_tick(int64_t now)
+void workers_tick(struct master *m, int64_t now)
 {
-    check_timeouts(now);
-    workers_check_ready();
-    workers_spawn_missing();
+    check_timeouts(m, now);
+    workers_check_ready(m);
+    workers_spawn_missing(m);
 }
 
-void workers_tell(int sig)
+static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    for (int i = 0; i < M.nslots; i++)
-        if (M.w[i].pid > 0) {
+    struct master *m = t->data;
+    (void)loop;
+    (void)revents;
+    log_warnx("workers still running at the stop deadline; killing them");
+    workers_tell(m, SIGKILL); /* reaped at once: then the loop ends (on_child) */
+}
+
+void workers_kill_at(struct master *m, double seconds)
+{
+    /* Its own timer, not the tick, so the deadline is kept to the
+     * millisecond; a second stop can only bring it closer. */
+    if (ev_is_active(&m->deadline_w) && ev_timer_remaining(m->loop, &m->deadline_w) <= seconds)
+        return;
+    ev_timer_stop(m->loop, &m->deadline_w);
+    ev_timer_init(&m->deadline_w, on_deadline, seconds, 0.);
+    ev_timer_start(m->loop, &m->deadline_w);
+}
+
+void workers_tell(struct master *m, int sig)
+{
+    for (int i = 0; i < m->nslots; i++)
+        if (m->w[i].pid > 0) {
             if (sig != SIGUSR1)
-                atomic_store(&M.sb->slot[i].accepting, 0);
-            kill(M.w[i].pid, sig);
+                atomic_store(&m->sb->slot[i].accepting, 0);
+            kill(m->w[i].pid, sig);
         }
     if (sig == SIGTERM || sig == SIGQUIT)
-        M.workers_told = 1;
+        m->workers_told = 1;
 }

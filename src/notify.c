@@ -23,6 +23,11 @@ void notify_init(void)
     unsetenv("NOTIFY_SOCKET");
 }
 
+const char *notify_socket(void)
+{
+    return socket_path;
+}
+
 void notify_export(void)
 {
     if (socket_path)

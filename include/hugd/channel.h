@@ -19,6 +19,7 @@ enum chan_type {
     CHAN_CONN = 1,   /* master -> worker, old master -> new: fd, id, peer, data */
     CHAN_FREE = 2,   /* worker -> master: I am free */
     CHAN_RETIRE = 3, /* worker -> master: replace me (max_requests) */
+    CHAN_READY = 4,  /* new master -> old (USR2): my workers are up, hand over */
     CHAN_BACK = 5,   /* worker -> master: id, peer, data */
     CHAN_CLOSED = 6, /* worker -> master: ids */
 };
@@ -50,6 +51,30 @@ int channel_send_conn(int ch, int fd, const struct chan_msg *msg, const void *da
  * Returns 1 with *fd set (-1 when none came), 0 at end of file (the other
  * side is gone), -1 with errno. */
 int channel_recv(int ch, struct chan_msg *msg, int *fd, void *data);
+
+/* What a drain's handler returns: take the next message, or stop and
+ * leave the rest in the channel (a reader with nowhere to put more). */
+enum { CHAN_NEXT = 0, CHAN_STOP = 1 };
+
+/* How a drain ended. */
+enum chan_drained {
+    CHAN_EMPTY = 0,   /* nothing more waits (EAGAIN) */
+    CHAN_STOPPED = 1, /* the handler said CHAN_STOP */
+    CHAN_EOF = 2,     /* the other side is gone, after everything it sent */
+};
+
+/* Read every message waiting on ch and hand each to on_msg: fd is the
+ * descriptor it carried (-1 if none), which the handler owns from then on;
+ * data holds msg->datalen bytes until the handler returns.  data is the
+ * caller's buffer of CHAN_MAX_DATA bytes (each thread that reads a channel
+ * has its own), or NULL for a reader that never gets any.  A message that
+ * channel_recv dropped as malformed is skipped.  The one rule for every
+ * reader: EINTR is retried, EAGAIN ends the drain (CHAN_EMPTY), end of file
+ * is CHAN_EOF; any other error returns -1 with errno, and the caller
+ * treats the channel as broken. */
+int channel_drain(int ch, char *data,
+                  int (*on_msg)(void *ctx, const struct chan_msg *msg, int fd, const char *data),
+                  void *ctx);
 
 /* A message without a file descriptor (CHAN_FREE, CHAN_RETIRE). */
 int channel_send_type(int ch, int type);

@@ -65,6 +65,12 @@ int inherit_from_env(struct inherited *in);
 /* The HUGD_INHERIT value for `in` (malloc'd), and clear close-on-exec on
  * every descriptor it names.  NULL on allocation failure. */
 char *inherit_encode(const struct inherited *in);
+/* The two halves of inherit_encode, for a fork and exec: the value is
+ * formatted (malloc'd) before the fork, and the child, which may not
+ * allocate (another thread may have held the allocator's lock at the
+ * fork), only clears close-on-exec (fcntl alone: async-signal-safe). */
+char *inherit_format(const struct inherited *in);
+void inherit_keep_on_exec(const struct inherited *in);
 
 /* Set close-on-exec again on every descriptor in, after an exec failed. */
 void inherit_cloexec(const struct inherited *in);

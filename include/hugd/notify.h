@@ -9,6 +9,9 @@
 void notify_init(void);
 /* Put it back, for a program we execute that takes over (USR2, HUP). */
 void notify_export(void);
+/* The socket notify_init took away, or NULL: for an environment built for
+ * execve instead of put back with notify_export. */
+const char *notify_socket(void);
 /* Send "READY=1", "RELOADING=1", "STOPPING=1", "MAINPID=n"...; returns 0
  * or -1 with errno. */
 int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
