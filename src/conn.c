@@ -1,10 +1,10 @@
 /* Connection lifecycle in a worker: read, parse, write, keep alive or
  * close; see include/hugd/conn.h.  Nothing here calls the application:
  * conn_advance stops where a connection needs it and says so.  A
- * connection is freed only by conn_close, which the worker's batch
- * reaches through conn_advance (a connection that fails elsewhere is
- * marked dead and put on the ready list), so no caller is left holding a
- * freed one. */
+ * connection that fails inside conn_advance is marked dead (drop) and
+ * closed by it before it returns, so no caller is left holding a freed
+ * one; a watcher's callback closes at once what holds nothing of the
+ * application's (drop_now), and marks dead, for the batch, what does. */
 #include "hugd/conn.h"
 
 #include <errno.h>
@@ -138,10 +138,12 @@ static void want(struct conn *c, int events)
  * this loop iteration wait their turn is written corked (TCP_CORK): it is
  * in the kernel, where it outlives this worker (the master holds a copy
  * of each descriptor), but the client is not woken for it yet.  The batch
- * goes out together at its end (conn_uncork_all), or from the mover once
- * one call of the batch has lasted (mover.h).  Waking a client on another
- * CPU once per response instead cost a third of a worker's throughput on
- * loopback.  Without a mover nothing would bound the wait: no cork then. */
+ * goes out together at its end (conn_uncork_all), and no later than
+ * CONN_CORK_HOLD_NS after its first cork: the worker checks after each
+ * application call, the mover while a call lasts (mover.h).  Waking a
+ * client on another CPU once per response instead cost a third of a
+ * worker's throughput on loopback.  Without a mover nothing would bound
+ * the wait during a long call: no cork then. */
 static void cork(struct conn *c)
 {
     struct conn_pool *p = c->pool;
@@ -150,10 +152,11 @@ static void cork(struct conn *c)
     int one = 1;
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) < 0)
         return;
+    if (!p->corked)
+        atomic_store_explicit(&p->corked_since_ns, monotonic_ns(), memory_order_release);
     c->corked = 1;
     c->corked_next = p->corked;
     p->corked = c;
-    atomic_store_explicit(&p->corked_any, 1, memory_order_release);
 }
 
 static void uncork(struct conn *c)
@@ -171,7 +174,7 @@ void conn_uncork_all(struct conn_pool *p)
         c->corked = 0;
     }
     p->corked = NULL;
-    atomic_store_explicit(&p->corked_any, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->corked_since_ns, 0, memory_order_relaxed);
 }
 
 void conn_start(struct conn_pool *p, int fd, const struct chan_msg *m, const char *data)

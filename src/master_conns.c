@@ -149,6 +149,13 @@ void conns_worker_gone(struct master *m, int slot, conns_take_fn *take)
         if (!rec)
             continue;
         int st = atomic_load(&rec->state);
+        /* The dead worker may have left a response corked there (conn.c,
+         * cork()): out with it now, before another worker writes after it
+         * or a close with unread input resets the connection under it
+         * (else it waits for the kernel's 200 ms limit).  Not TCP: a
+         * harmless error. */
+        int zero = 0;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
         struct chan_msg msg;
         memset(&msg, 0, sizeof(msg));
         socklen_t sl = sizeof(msg.peer);
@@ -166,11 +173,6 @@ void conns_worker_gone(struct master *m, int slot, conns_take_fn *take)
                 m->sent_bytes[fd].len = 0;
             }
             conns_unsent(m, fd);
-            /* The dead worker may have left a response corked there
-             * (conn.c, cork()): out with it, or it waits for the kernel's
-             * 200 ms limit. */
-            int zero = 0;
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
             msg.type = CHAN_CONN;
             msg.listener = rec->listener;
             msg.peerlen = sl;

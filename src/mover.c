@@ -51,52 +51,57 @@ static void drain_eventfd(int fd)
         ;
 }
 
+/* One connection the master sent (channel_drain, from return_channel). */
+static int return_one(void *ctx, const struct chan_msg *msg, int fd, const char *data)
+{
+    struct mover *mv = ctx;
+    struct conn_pool *p = mv->pool;
+    if (msg->type != CHAN_CONN) {
+        if (fd >= 0)
+            close(fd);
+        return CHAN_NEXT;
+    }
+    atomic_fetch_add(&p->slot->received, 1);
+    struct chan_msg back = *msg;
+    back.type = CHAN_BACK;
+    if (channel_send(p->channel, &back, data) == 0) {
+        /* The master has its own descriptor of it. */
+        atomic_fetch_add(&p->slot->closed, 1);
+        if (fd >= 0)
+            close(fd);
+        atomic_fetch_add(&mv->moves, 1);
+        log_debug("returned a connection to the master: busy in a request");
+        return CHAN_NEXT;
+    }
+    if (fd < 0)
+        return CHAN_NEXT; /* nothing to serve it with; the master's copy waits for our death */
+    /* The channel is full: the main thread serves it when it is back, with
+     * the request bytes that came with it (data is reused by the next
+     * receive, so they get their own copy). */
+    struct chan_msg m = *msg;
+    char *copy = NULL;
+    if (m.datalen > 0) {
+        copy = malloc(m.datalen);
+        if (copy)
+            memcpy(copy, data, m.datalen);
+        else
+            m.datalen = 0; /* served as if nothing had been read: its client times out */
+    }
+    mv->stash[mv->nstash].fd = fd;
+    mv->stash[mv->nstash].msg = m;
+    mv->stash[mv->nstash].data = copy;
+    mv->nstash++;
+    return mv->nstash < MOVER_STASH ? CHAN_NEXT : CHAN_STOP;
+}
+
 /* Connections the master sent just before the worker went into the
- * application: they were meant for a free worker, so straight back. */
+ * application: they were meant for a free worker, so straight back.  The
+ * end of the channel, or an error on it, is the main thread's to see. */
 static void return_channel(struct mover *mv)
 {
-    struct conn_pool *p = mv->pool;
     static char data[CHAN_MAX_DATA]; /* the mover's own: the main thread has another */
-    while (mv->nstash < MOVER_STASH) {
-        struct chan_msg m;
-        int fd;
-        if (channel_recv(p->channel, &m, &fd, data) <= 0)
-            return;
-        if (m.type != CHAN_CONN) {
-            if (fd >= 0)
-                close(fd);
-            continue;
-        }
-        atomic_fetch_add(&p->slot->received, 1);
-        struct chan_msg back = m;
-        back.type = CHAN_BACK;
-        if (channel_send(p->channel, &back, data) == 0) {
-            /* The master has its own descriptor of it. */
-            atomic_fetch_add(&p->slot->closed, 1);
-            if (fd >= 0)
-                close(fd);
-            atomic_fetch_add(&mv->moves, 1);
-            log_debug("returned a connection to the master: busy in a request");
-            continue;
-        }
-        if (fd < 0)
-            continue; /* nothing to serve it with; the master's copy waits for our death */
-        /* The channel is full: the main thread serves it when it is back,
-         * with the request bytes that came with it (data is reused by the
-         * next receive, so they get their own copy). */
-        char *copy = NULL;
-        if (m.datalen > 0) {
-            copy = malloc(m.datalen);
-            if (copy)
-                memcpy(copy, data, m.datalen);
-            else
-                m.datalen = 0; /* served as if nothing had been read: its client times out */
-        }
-        mv->stash[mv->nstash].fd = fd;
-        mv->stash[mv->nstash].msg = m;
-        mv->stash[mv->nstash].data = copy;
-        mv->nstash++;
-    }
+    if (mv->nstash < MOVER_STASH)
+        channel_drain(mv->pool->channel, data, return_one, mv);
 }
 
 struct watchlist {
@@ -242,11 +247,13 @@ static void engage(struct mover *mv, unsigned seq)
         return;
     }
     drain_eventfd(mv->efd); /* left over from an earlier engagement */
+    if (atomic_load(&mv->pool->corked_since_ns))
+        conn_uncork_all(mv->pool); /* the call lasts: nothing waits corked behind it */
     watch(mv);
 }
 
-/* The call that has run for a tick may run long: push out the responses
- * finished before it in the same batch (conn.c, cork()). */
+/* Responses finished earlier in the batch have waited corked for
+ * CONN_CORK_HOLD_NS while this call runs: push them out (conn.c, cork()). */
 static void push_corked(struct mover *mv, unsigned seq)
 {
     int x = OWN_NONE;
@@ -261,11 +268,13 @@ static void *run(void *arg)
 {
     struct mover *mv = arg;
     struct conn_pool *p = mv->pool;
-    /* A quarter of the threshold: a call is noticed soon after it passes. */
+    /* A quarter of the threshold, so that a call is noticed soon after it
+     * passes it, and no longer than a cork may hold (CONN_CORK_HOLD_NS). */
     long tick_ns = mv->after_ns / 4 < 500000 ? 500000 : mv->after_ns / 4;
+    if (tick_ns > CONN_CORK_HOLD_NS)
+        tick_ns = CONN_CORK_HOLD_NS;
     struct timespec tick = {.tv_sec = tick_ns / 1000000000L, .tv_nsec = tick_ns % 1000000000L};
     int64_t after_ms = (mv->after_ns + 999999) / 1000000;
-    unsigned last_seq = 0;
     for (;;) {
         int ph = atomic_load(&mv->phase);
         if (ph != MOVER_RUNNING) {
@@ -276,11 +285,11 @@ static void *run(void *arg)
             continue;
         }
         unsigned seq = atomic_load(&mv->app_seq);
-        if ((seq & 1) && seq == last_seq && atomic_load(&p->corked_any))
-            push_corked(mv, seq); /* the same call as a tick ago */
+        int64_t since = atomic_load(&p->corked_since_ns);
+        if ((seq & 1) && since && monotonic_ns() - since >= CONN_CORK_HOLD_NS)
+            push_corked(mv, seq);
         if ((seq & 1) && monotonic_ms() - atomic_load(&p->slot->busy_since_ms) >= after_ms)
             engage(mv, seq);
-        last_seq = seq;
         clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, NULL);
     }
     return NULL;

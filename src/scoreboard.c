@@ -76,6 +76,13 @@ void scoreboard_reset_slot(struct sb_slot *s)
         atomic_store(&s->resp_hist[k], 0);
 }
 
+int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int64_t monotonic_ms(void)
 {
     struct timespec ts;

@@ -70,58 +70,58 @@ static void finish(struct worker *w)
 
 static void start_drain(struct worker *w);
 
+/* One message from the master (channel_drain). */
+static int on_message(void *ctx, const struct chan_msg *msg, int fd, const char *data)
+{
+    struct worker *w = ctx;
+    if (msg->type == CHAN_CONN && fd < 0) {
+        /* The kernel dropped the descriptor (our descriptor limit): the
+         * master still has it, and gives it to another worker. */
+        atomic_fetch_add(&w->slot->received, 1);
+        atomic_fetch_add(&w->slot->closed, 1);
+        struct chan_msg back = *msg;
+        back.type = CHAN_BACK;
+        if (channel_send(w->channel, &back, data) < 0)
+            log_err(errno, "giving back a connection we could not take");
+        /* Not free until one of ours closes (conn.c resets full) or the
+         * master lets us try again; said once in a while, not once per
+         * connection. */
+        atomic_store(&w->slot->full, 1);
+        int64_t now = monotonic_ms();
+        if (now - w->full_logged_ms >= 10000) {
+            w->full_logged_ms = now;
+            log_errx("at the descriptor limit with %d connection(s): taking no new one "
+                     "until descriptors are free",
+                     w->pool.nconns);
+        }
+    } else if (msg->type == CHAN_CONN) {
+        atomic_fetch_add(&w->slot->received, 1);
+        w->told_free = 0;
+        /* Work arrived: not free until it has been run (run_ready). */
+        if (!w->draining)
+            atomic_store(&w->slot->state, SB_QUEUED);
+        conn_start(&w->pool, fd, msg, data);
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return CHAN_NEXT;
+}
+
 static void on_channel(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)io;
     (void)revents;
-    struct worker *w = self;
-    for (;;) {
-        struct chan_msg m;
-        int fd;
-        static char data[CHAN_MAX_DATA];
-        int r = channel_recv(w->channel, &m, &fd, data);
-        if (r < 0) {
-            if (errno != EAGAIN)
-                log_err(errno, "recvmsg on the master channel");
-            return;
-        }
-        if (r == 0) {
-            /* The master is gone: nobody will hand us work or reap us.  The
-             * kernel's parent-death signal usually got here first. */
-            log_warnx("master went away; exiting");
-            _exit(0);
-        }
-        if (m.type == CHAN_CONN && fd < 0) {
-            /* The kernel dropped the descriptor (our descriptor limit): the
-             * master still has it, and gives it to another worker. */
-            atomic_fetch_add(&w->slot->received, 1);
-            atomic_fetch_add(&w->slot->closed, 1);
-            m.type = CHAN_BACK;
-            if (channel_send(w->channel, &m, data) < 0)
-                log_err(errno, "giving back a connection we could not take");
-            /* Not free until one of ours closes (conn.c resets full) or
-             * the master lets us try again; said once in a while, not
-             * once per connection. */
-            atomic_store(&w->slot->full, 1);
-            int64_t now = monotonic_ms();
-            if (now - w->full_logged_ms >= 10000) {
-                w->full_logged_ms = now;
-                log_errx("at the descriptor limit with %d connection(s): taking no new one "
-                         "until descriptors are free",
-                         w->pool.nconns);
-            }
-        } else if (m.type == CHAN_CONN) {
-            atomic_fetch_add(&w->slot->received, 1);
-            w->told_free = 0;
-            /* Work arrived: not free until it has been run (run_ready). */
-            if (!w->draining)
-                atomic_store(&w->slot->state, SB_QUEUED);
-            conn_start(&w->pool, fd, &m, data);
-        } else if (fd >= 0) {
-            close(fd);
-        }
+    static char data[CHAN_MAX_DATA]; /* the main thread's; the mover has its own */
+    int r = channel_drain(self->channel, data, on_message, self);
+    if (r == CHAN_EOF) {
+        /* The master is gone: nobody will hand us work or reap us.  The
+         * kernel's parent-death signal usually got here first. */
+        log_warnx("master went away; exiting");
+        _exit(0);
     }
+    if (r < 0)
+        log_err(errno, "recvmsg on the master channel");
 }
 
 /* The application, around each call into it (the iterable's close()
@@ -154,6 +154,10 @@ static void enter_app(struct worker *w, struct conn *c)
 static void leave_app(struct worker *w)
 {
     mover_leave(&w->mover);
+    /* Responses corked earlier in this batch have waited long enough. */
+    int64_t since = atomic_load_explicit(&w->pool.corked_since_ns, memory_order_relaxed);
+    if (since && monotonic_ns() - since >= CONN_CORK_HOLD_NS)
+        conn_uncork_all(&w->pool);
     /* Other connections have something to do: not free yet. */
     int st = w->draining ? SB_DRAINING : w->pool.ready ? SB_QUEUED : SB_IDLE;
     atomic_store(&w->slot->state, st);

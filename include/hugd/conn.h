@@ -26,6 +26,11 @@
 
 struct conn;
 
+/* How long a response may wait corked for the rest of its batch (cork()
+ * in conn.c): the worker pushes the batch out once its first cork is this
+ * old when it leaves an application call, the mover while one lasts. */
+#define CONN_CORK_HOLD_NS 1000000
+
 /* What the connections of one worker share, and what conn.c needs of the
  * worker, as plain data the worker fills in and reads back. */
 struct conn_pool {
@@ -42,12 +47,12 @@ struct conn_pool {
     struct addrmatch forwarded_allow; /* cfg->forwarded_allow_ips, parsed */
     struct conn *conns;               /* every open connection */
     int nconns;
-    struct conn *ready;  /* something to do in this loop iteration (conn_next_ready) */
-    struct conn *corked; /* responses held in the kernel until the batch ends */
-    _Atomic int corked_any;
-    uint32_t *closed_ids;   /* connections done with, not yet told (CHAN_CLOSED): */
-    int nclosed, capclosed; /* grows while the master is behind, so none is forgotten */
-    size_t output_held;     /* response bytes held for clients slow to read them */
+    struct conn *ready;              /* something to do in this loop iteration (conn_next_ready) */
+    struct conn *corked;             /* responses held in the kernel until the batch ends */
+    _Atomic int64_t corked_since_ns; /* the first of them (monotonic_ns), 0: none */
+    uint32_t *closed_ids;            /* connections done with, not yet told (CHAN_CLOSED): */
+    int nclosed, capclosed;          /* grows while the master is behind, so none is forgotten */
+    size_t output_held;              /* response bytes held for clients slow to read them */
 };
 
 enum conn_state {

@@ -37,8 +37,10 @@
  *   - connections still in the channel from the master: straight back.
  *
  * Responses the main thread finished earlier in the same batch wait
- * corked in the kernel until the batch ends (conn.c, cork()): once one
- * call of the batch has lasted a tick of the mover, it pushes them out. */
+ * corked in the kernel until the batch ends (conn.c, cork()), or until
+ * the first of them has waited CONN_CORK_HOLD_NS: then the mover pushes
+ * them out while a call runs (its tick is never longer than that), and so
+ * does an engagement; between calls the main thread does. */
 #ifndef HUGD_MOVER_H
 #define HUGD_MOVER_H
 

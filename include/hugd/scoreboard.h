@@ -145,5 +145,6 @@ static inline struct sb_conn *sb_conn(struct scoreboard *sb, int id)
 }
 
 int64_t monotonic_ms(void);
+int64_t monotonic_ns(void);
 
 #endif

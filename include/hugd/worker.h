@@ -12,8 +12,6 @@
 #include "hugd/scoreboard.h"
 #include "hugd/sock.h"
 
-struct conn;
-
 struct worker {
     /* Filled in by the master before it forks the worker. */
     const struct hugd_config *cfg;
