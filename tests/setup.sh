@@ -9,10 +9,15 @@ cd "$(dirname "$0")/.."
 # python3-prometheus-client: tests/test_stats.py parses /metrics with it.
 # tmux: tests/test_top.py runs `hugd top` in a terminal; gnuplot-nox draws
 # tests/bench/scaling_plot.py's picture.
+# systemd: `systemd-analyze verify` checks conf/hugd.service and hugd.socket
+# (tests/test_conf.py; nothing is started); procps: the /bin/kill the
+# service's ExecReload names.
+# node-llhttp brings Node.js along: Debian ships llhttp's C sources and
+# headers only in that package.
 packages=(gcc pkg-config meson ninja-build python3-dev libev-dev libinih-dev node-llhttp
           python3-hug python3-falcon python3-pytest python3-requests locales
           clang libclang-rt-14-dev haproxy nginx-light iproute2 python3-prometheus-client
-          tmux gnuplot-nox)
+          tmux gnuplot-nox systemd procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
