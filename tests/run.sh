@@ -13,7 +13,8 @@
 #  3. The libFuzzer targets (built in build-asan/ too): the request parser,
 #     the INI configuration, the state handed across exec, the master's
 #     reading of a health check (against the request parser) and the PROXY
-#     protocol header (with the forwarded headers), each for
+#     protocol header (with the forwarded headers), the parser followed by
+#     the environ and the application call in an embedded interpreter, each for
 #     FUZZ_SECONDS (60) from its seed corpus in tests/fuzz/, leak checking
 #     on.  A crash fails the run and leaves its input in build-asan/fuzz-*/.
 #
@@ -78,4 +79,6 @@ fuzz config tests/fuzz/config_corpus -max_len=4096
 fuzz inherit tests/fuzz/inherit_corpus -max_len=4096
 fuzz health tests/fuzz/health_corpus -max_len=4200 -dict=tests/fuzz/http.dict
 fuzz proxy tests/fuzz/proxy_corpus -max_len=1024 -dict=tests/fuzz/proxy.dict
-echo "fuzzing: 5 passed, 0 failed"
+LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan_python.supp:print_suppressions=0" \
+    fuzz environ tests/fuzz/environ_corpus -max_len=16384 -dict=tests/fuzz/http.dict
+echo "fuzzing: 6 passed, 0 failed"
