@@ -850,7 +850,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (c->state == CONN_READING && (c->req.started || conn_client_pending(c)) &&
         !c->pool->draining) {
-        log_debug("request from %s timed out", c->peer_addr);
+        /* Said as every other refusal is (http.c's refused()): at info
+         * level, at most a line a second, with the number left out. */
+        static struct log_limit limit;
+        log_limited(&limit, LOG_LVL_INFO, "refused a request from %s: 408 %s: %s", c->peer_addr,
+                    http_reason(408),
+                    c->req.head_done ? "the body stopped coming (header_timeout)"
+                                     : "the request head did not arrive within header_timeout");
         answer_error(c, 408);
         mark_ready(c);
         return;

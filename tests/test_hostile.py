@@ -270,6 +270,10 @@ def test_header_timeout_408_then_nothing(hugd):
         assert b"HTTP/1." not in c.read_to_eof()
     finally:
         c.close()
+    # Logged like every other refusal.
+    assert wait_for(lambda: any("408 Request Timeout: the request head did not arrive" in ln
+                                and "[INFO]" in ln for ln in _refusal_lines(s)), 5), \
+        s.stderr[-2000:]
 
 
 def _refusal_lines(s):
