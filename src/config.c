@@ -109,9 +109,10 @@ const struct setting config_table[] = {
      "once one request has kept a worker busy this long, its other connections move to free "
      "workers as soon as they have a request to run; 0 = never"},
     {"workers", "rebalance_busy_after", "rebalance-busy-after", 0, T_SECONDS,
-     OFF(rebalance_busy_after), 0, MAX_SECONDS, "0.05", "SECONDS",
-     "while no worker is free, a connection waiting on a busy worker moves only once its "
-     "request has run this long (it could not be served sooner elsewhere)"},
+     OFF(rebalance_busy_after), 0, MAX_SECONDS, "0.005", "SECONDS",
+     "while no worker is free, a connection waiting on a busy worker moves only once the "
+     "request keeping that worker has run this long (then the master gives it to the first "
+     "worker that frees up)"},
     {"workers", "graceful_timeout", "graceful-timeout", 0, T_SECONDS, OFF(graceful_timeout), 0,
      MAX_SECONDS, "30", "SECONDS", "time in-flight requests get on stop or reload"},
     {"workers", "shutdown_delay", "shutdown-delay", 0, T_SECONDS, OFF(shutdown_delay), 0,

@@ -87,11 +87,11 @@ enum {
 };
 
 /* Start the thread (after = seconds one application call must last before
- * the mover engages; <= 0: no mover).  While no other worker is free,
- * moving a connection only adds work (it would wait in the master's queue
- * as long as here, or longer): then a connection moves only once the call
- * keeping this worker has lasted busy_after seconds.  The calling thread
- * owns the connections.  Returns 0 or -1 with errno. */
+ * the mover engages; <= 0: no mover).  While no other worker is free, a
+ * connection moves only once the call keeping this worker has lasted
+ * busy_after seconds: in the master's queue it goes to the first worker
+ * that frees up, which a call that long is unlikely to be first to do.
+ * The calling thread owns the connections.  Returns 0 or -1 with errno. */
 int mover_start(struct mover *mv, struct conn_pool *pool, double after, double busy_after);
 
 /* Around each application call, on the main thread. */
