@@ -40,7 +40,7 @@ APP_MODULE = "hello"
 CALLABLE = "__hug_wsgi__"
 EXPECTED_BODY = {"hello": "world"}
 
-ALL_SERVERS = ("hugd", "gunicorn", "uwsgi", "uwsgi-h11")
+ALL_SERVERS = ("hugd", "gunicorn", "uwsgi", "uwsgi-h11", "hugd-b")
 DEFAULT_SERVERS = "hugd,gunicorn,uwsgi"
 
 
@@ -247,8 +247,10 @@ def guarded(body, budget):
 def server_argv(name, port, args):
     tset = ["taskset", "-c", str(args.server_cpu)]
     addr = "127.0.0.1:%d" % port
-    if name == "hugd":
-        return tset + [args.hugd] + hugd_root() + ["-w", "1", "-b", addr, APP_FILE], \
+    if name in ("hugd", "hugd-b"):
+        # hugd-b: another build (--hugd-b), for an A/B in the same rounds.
+        binary = args.hugd if name == "hugd" else args.hugd_b
+        return tset + [binary] + hugd_root() + ["-w", "1", "-b", addr, APP_FILE], \
             signal.SIGTERM
     if name == "gunicorn":
         return tset + [PY, "-m", "gunicorn", "-w", "1", "-k", "sync",
@@ -504,6 +506,9 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--path", default="/")
     ap.add_argument("--hugd", default=os.path.join(ROOT, "build", "hugd"))
+    ap.add_argument("--hugd-b", metavar="PATH",
+                    help="a second hugd build (in its own checkout's build/), run as "
+                         "'hugd-b' alternating with the others: an A/B of two builds")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--ceiling-runs", type=int, default=5)
@@ -528,6 +533,10 @@ def main():
         if not shutil.which(tool):
             ap.error("%s not found (apt-get install -y gunicorn uwsgi "
                      "uwsgi-plugin-python3 wrk)" % tool)
+    if args.hugd_b and "hugd-b" not in servers:
+        servers.append("hugd-b")
+    if "hugd-b" in servers and not (args.hugd_b and os.access(args.hugd_b, os.X_OK)):
+        ap.error("hugd-b needs --hugd-b PATH to a built hugd")
     if "hugd" in servers and not os.access(args.hugd, os.X_OK):
         ap.error("hugd binary not found at %s (build it, or --hugd PATH, or "
                  "--servers gunicorn,uwsgi)" % args.hugd)
@@ -647,6 +656,13 @@ def main():
         parts.append("hugd/gunicorn = %.2fx" % (hu / gu))
     if hu and ceil_med:
         parts.append("hugd/ceiling = %.2f" % (hu / ceil_med))
+    hb = summary.get("hugd-b", {}).get("median_rps")
+    if hu and hb:
+        # Runs alternate, so round k of each saw the same machine.
+        ratios = [a["rps"] / b["rps"] for a, b in zip(runs["hugd"], runs["hugd-b"]) if b["rps"]]
+        parts.append("hugd/hugd-b = %.3f (per round: %s; median %.3f)"
+                     % (hu / hb, " ".join("%.3f" % r for r in ratios),
+                        statistics.median(ratios) if ratios else 0))
     if parts:
         print("RESULT: " + "  ".join(parts))
     print("elapsed %.0fs%s" % (time.monotonic() - t_start,
