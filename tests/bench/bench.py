@@ -19,6 +19,7 @@ Exit status: 0 ok; 1 a server returned errors / crashed / did not start;
 """
 
 import argparse
+import collections
 import http.client
 import json
 import os
@@ -35,13 +36,19 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PY = "/usr/bin/python3"
-APP_FILE = "hello.py"
-APP_MODULE = "hello"
-CALLABLE = "__hug_wsgi__"
 EXPECTED_BODY = {"hello": "world"}
 
-ALL_SERVERS = ("hugd", "gunicorn", "uwsgi", "uwsgi-h11", "hugd-b")
+# What a server is told to serve: the file (hugd, uWSGI), the module and the
+# WSGI callable in it (gunicorn, bjoern).  Paths are relative to HERE, where
+# every server runs.
+App = collections.namedtuple("App", "file module callable")
+HELLO = App("hello.py", "hello", "__hug_wsgi__")
+APP_FILE, APP_MODULE, CALLABLE = HELLO
+
+ALL_SERVERS = ("hugd", "gunicorn", "gunicorn-gthread", "gunicorn-preload",
+               "uwsgi", "uwsgi-h11", "bjoern", "hugd-b")
 DEFAULT_SERVERS = "hugd,gunicorn,uwsgi"
+GTHREAD_THREADS = 4
 
 
 class BenchError(Exception):
@@ -244,19 +251,67 @@ def guarded(body, budget):
         if left:
             print("WARNING: could not kill %s" % left, file=sys.stderr)
 
-def server_argv(name, port, args):
+def hugd_target(app):
+    """hugd finds a Hug app's WSGI callable in the file by itself; any
+    other callable is named as module:attribute."""
+    if app.callable == "__hug_wsgi__":
+        return app.file
+    return "%s:%s" % (app.module, app.callable)
+
+
+def gunicorn_argv(addr, app, workers, kind="sync", threads=1,
+                  preload=False):
+    """gunicorn as people run it: `-k sync` (one request at a time, closes
+    every connection) or `-k gthread` (keep-alive, a thread pool per
+    worker); --preload imports the application in the master before the
+    fork, as hugd and uWSGI do."""
+    argv = [PY, "-m", "gunicorn", "-w", str(workers), "-k", kind,
+            "-b", addr]
+    if kind == "gthread":
+        argv += ["--threads", str(threads)]
+    if preload:
+        argv.append("--preload")
+    return argv + ["%s:%s" % (app.module, app.callable)]
+
+
+def bjoern_available(path=None):
+    """True if /usr/bin/python3 can import bjoern (from `path` first, when
+    given: a build directory that holds _bjoern*.so).  Never builds it."""
+    code = "import sys; sys.path[:0] = sys.argv[1:]; import bjoern"
+    argv = [PY, "-c", code] + ([path] if path else [])
+    return subprocess.run(argv, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL).returncode == 0
+
+
+def bjoern_argv(addr, app, workers, path=None):
+    host, port = addr.rsplit(":", 1)
+    return [PY, os.path.join(HERE, "bjoern_serve.py")] + (
+        ["--path", path] if path else []) + [
+        "%s:%s" % (app.module, app.callable), host, port, str(workers)]
+
+
+def server_argv(name, port, args, app=HELLO):
     tset = ["taskset", "-c", str(args.server_cpu)]
     addr = "127.0.0.1:%d" % port
     if name in ("hugd", "hugd-b"):
         # hugd-b: another build (--hugd-b), for an A/B in the same rounds.
         binary = args.hugd if name == "hugd" else args.hugd_b
-        return tset + [binary] + hugd_root() + ["-w", "1", "-b", addr, APP_FILE], \
+        return tset + [binary] + hugd_root() + ["-w", "1", "-b", addr,
+                                                hugd_target(app)], signal.SIGTERM
+    if name in ("gunicorn", "gunicorn-preload"):
+        return tset + gunicorn_argv(addr, app, 1,
+                                    preload=name == "gunicorn-preload"), \
             signal.SIGTERM
-    if name == "gunicorn":
-        return tset + [PY, "-m", "gunicorn", "-w", "1", "-k", "sync",
-                       "-b", addr, "%s:%s" % (APP_MODULE, CALLABLE)], \
+    if name == "gunicorn-gthread":
+        threads = getattr(args, "gthread_threads", GTHREAD_THREADS)
+        return tset + gunicorn_argv(addr, app, 1, "gthread", threads), \
             signal.SIGTERM
-    uw_common = ["--wsgi-file", APP_FILE, "--callable", CALLABLE,
+    if name == "bjoern":
+        return tset + bjoern_argv(addr, app, 1,
+                                  getattr(args, "bjoern_path", None)), \
+            signal.SIGTERM
+    uw_common = ["--wsgi-file", app.file, "--callable", app.callable,
                  "--processes", "1", "--master", "--disable-logging",
                  "--die-on-term"]
     if name == "uwsgi":
@@ -305,9 +360,22 @@ def check_keepalive(port, path):
         c.close()
 
 
-def start_server(name, args, logdir, run_idx):
+def check_hello(name, port, args):
+    """The first answer of a server running hello.py: 200 and the body."""
+    status, body, _ = http_get(port, args.path)
+    if status != 200:
+        raise BenchError("%s: GET %s -> %d %r" %
+                         (name, args.path, status, body[:200]))
+    if json.loads(body) != EXPECTED_BODY:
+        raise BenchError("%s: unexpected body %r" % (name, body[:200]))
+
+
+def start_server(name, args, logdir, run_idx, app=HELLO, check=check_hello):
+    """Start `name` serving `app` on a free port and wait until
+    check(name, port, args) passes (it raises OSError or HTTPException while
+    the server is not up yet, BenchError if it answers wrongly)."""
     port = free_port()
-    argv, term = server_argv(name, port, args)
+    argv, term = server_argv(name, port, args, app)
     log = os.path.join(logdir, "%s-%d.log" % (name, run_idx))
     pr = Proc(name, argv, HERE, log, term_signal=term)
     deadline = time.monotonic() + args.start_timeout
@@ -317,12 +385,7 @@ def start_server(name, args, logdir, run_idx):
             raise BenchError("%s exited with %s during startup:\n%s"
                              % (name, pr.p.returncode, pr.log_tail()))
         try:
-            status, body, _ = http_get(port, args.path)
-            if status != 200:
-                raise BenchError("%s: GET %s -> %d %r" %
-                                 (name, args.path, status, body[:200]))
-            if json.loads(body) != EXPECTED_BODY:
-                raise BenchError("%s: unexpected body %r" % (name, body[:200]))
+            check(name, port, args)
             pr.port = port
             pr.refresh()
             return pr
@@ -344,13 +407,19 @@ def _dur(s):
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(port, args, duration):
+def run_wrk(port, args, duration, path=None, latency_out=None):
+    """wrk -t1 on the client CPU; latency_out: a file that gets wrk's
+    latency percentiles (latency.lua: "percentile microseconds" lines)."""
     argv = ["taskset", "-c", str(args.client_cpu), "wrk", "-t1",
-            "-c%d" % args.connections, "-d%ds" % duration, "--latency",
-            "http://127.0.0.1:%d%s" % (port, args.path)]
+            "-c%d" % args.connections, "-d%ds" % duration, "--latency"]
+    env = None
+    if latency_out:
+        argv += ["-s", os.path.join(HERE, "latency.lua")]
+        env = dict(os.environ, WRK_LATENCY_OUT=latency_out)
+    argv.append("http://127.0.0.1:%d%s" % (port, path or args.path))
     out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, timeout=duration + 30,
-                         check=False).stdout.decode("utf-8", "replace")
+                         check=False, env=env).stdout.decode("utf-8", "replace")
     r = {"raw": out, "non2xx": 0,
          "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -446,7 +515,30 @@ def fmt_lat(s):
     return "%.0fus" % (s * 1e6) if s < 1e-3 else "%.2fms" % (s * 1e3)
 
 
-def one_run(name, args, logdir, idx):
+def run_problems(pr, res, before):
+    """What went wrong in the wrk run `res` against the server `pr`, whose
+    worker processes were `before` when it started: [] if nothing."""
+    problems = []
+    after = set(pr.workers())
+    pr.refresh()
+    if pr.p.poll() is not None:
+        problems.append("server exited with %s during the run"
+                        % pr.p.returncode)
+    elif before != after:
+        problems.append("worker processes changed during the run "
+                        "(crash/respawn?): %s -> %s"
+                        % (sorted(before), sorted(after)))
+    if res["non2xx"]:
+        problems.append("%d non-2xx/3xx responses" % res["non2xx"])
+    se = res["socket_errors"]
+    if any(se.values()):
+        problems.append("socket errors %s" % se)
+    return problems
+
+
+def one_run(name, args, logdir, idx, latency_out=None):
+    """A fresh server, a keep-alive check, warm-up, one measured wrk run,
+    stop; the result has "problems" (empty when the server behaved)."""
     pr = start_server(name, args, logdir, idx)
     problems = []
     try:
@@ -455,25 +547,12 @@ def one_run(name, args, logdir, idx):
             run_wrk(pr.port, args, args.warmup)
         before = set(pr.workers())
         lo0 = listen_overflows()
-        res = run_wrk(pr.port, args, args.duration)
+        res = run_wrk(pr.port, args, args.duration, latency_out=latency_out)
         lo1 = listen_overflows()
         res["listen_overflows"] = (lo1 - lo0 if lo0 is not None and
                                    lo1 is not None else None)
-        after = set(pr.workers())
-        pr.refresh()
         res["keepalive"] = keepalive
-        if pr.p.poll() is not None:
-            problems.append("server exited with %s during the run"
-                            % pr.p.returncode)
-        elif before != after:
-            problems.append("worker processes changed during the run "
-                            "(crash/respawn?): %s -> %s"
-                            % (sorted(before), sorted(after)))
-        if res["non2xx"]:
-            problems.append("%d non-2xx/3xx responses" % res["non2xx"])
-        se = res["socket_errors"]
-        if any(se.values()):
-            problems.append("socket errors %s" % se)
+        problems += run_problems(pr, res, before)
         if not problems:
             # still healthy after the load?
             try:
@@ -509,6 +588,10 @@ def main():
     ap.add_argument("--hugd-b", metavar="PATH",
                     help="a second hugd build (in its own checkout's build/), run as "
                          "'hugd-b' alternating with the others: an A/B of two builds")
+    ap.add_argument("--gthread-threads", type=int, default=GTHREAD_THREADS,
+                    help="threads of the gunicorn-gthread worker")
+    ap.add_argument("--bjoern-path", metavar="DIR",
+                    help="a bjoern build to import (default: the installed one)")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--ceiling-runs", type=int, default=5)
@@ -537,6 +620,9 @@ def main():
         servers.append("hugd-b")
     if "hugd-b" in servers and not (args.hugd_b and os.access(args.hugd_b, os.X_OK)):
         ap.error("hugd-b needs --hugd-b PATH to a built hugd")
+    if "bjoern" in servers and not bjoern_available(args.bjoern_path):
+        ap.error("bjoern cannot be imported by %s (--bjoern-path DIR for a "
+                 "build of it)" % PY)
     if "hugd" in servers and not os.access(args.hugd, os.X_OK):
         ap.error("hugd binary not found at %s (build it, or --hugd PATH, or "
                  "--servers gunicorn,uwsgi)" % args.hugd)
@@ -580,7 +666,7 @@ def main():
                 r = one_run(s, args, logdir, idx)
                 r["round"] = rnd
                 runs[s].append(r)
-                print("  round %d %-9s %9.0f req/s  p50 %-8s p99 %-8s "
+                print("  round %d %-16s %9.0f req/s  p50 %-8s p99 %-8s "
                       "conc %5.1f  keepalive=%s%s%s"
                       % (rnd, s, r["rps"], fmt_lat(r["p50_s"]),
                          fmt_lat(r["p99_s"]), r["concurrency"] or 0,
@@ -628,7 +714,7 @@ def main():
         }
     gu = summary.get("gunicorn", {}).get("median_rps")
     print()
-    hdr = ("%-10s %5s %10s %10s %10s %9s %6s %4s %9s %9s"
+    hdr = ("%-16s %5s %10s %10s %10s %9s %6s %4s %9s %9s"
            % ("server", "runs", "median/s", "min/s", "max/s", "p99(med)",
               "conc", "k-a", "x gunic.", "x ceiling"))
     print(hdr)
@@ -636,7 +722,7 @@ def main():
     for s, v in summary.items():
         starved = (v["concurrency_median"] is not None and
                    v["concurrency_median"] < 0.5 * args.connections)
-        print("%-10s %5d %10.0f %10.0f %10.0f %9s %6.1f %4s %9s %9s%s"
+        print("%-16s %5d %10.0f %10.0f %10.0f %9s %6.1f %4s %9s %9s%s"
               % (s, v["runs"], v["median_rps"], v["min_rps"], v["max_rps"],
                  fmt_lat(v["p99_median_s"]), v["concurrency_median"] or 0,
                  "yes" if v["keepalive"] else "no",
@@ -646,7 +732,7 @@ def main():
                  % (v["concurrency_median"], args.connections)
                  if starved else ""))
     if ceil_med:
-        print("%-10s %5d %10.0f %10.0f %10.0f %9s %6s %4s %9s %9s"
+        print("%-16s %5d %10.0f %10.0f %10.0f %9s %6s %4s %9s %9s"
               % ("ceiling", len(ceiling), ceil_med, min(ceiling), max(ceiling),
                  "-", "-", "-",
                  "%.2f" % (ceil_med / gu) if gu else "-", "1.00"))

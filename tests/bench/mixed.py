@@ -39,16 +39,17 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import (HERE, ROOT, PY, BenchError, Proc, arm_time_limit,  # noqa: E402
-                   check_keepalive, free_port, guarded, http_get, hugd_root,
-                   listen_overflows)
+from bench import (HERE, ROOT, GTHREAD_THREADS, App, BenchError,  # noqa: E402
+                   Proc, arm_time_limit, bjoern_argv, bjoern_available,
+                   check_keepalive, free_port, guarded, gunicorn_argv,
+                   http_get, hugd_root, listen_overflows)
 
-APP_FILE = "mixed_app.py"
-APP_MODULE = "mixed_app"
-CALLABLE = "__hug_wsgi__"
+APP = App("mixed_app.py", "mixed_app", "__hug_wsgi__")
+APP_FILE, APP_MODULE, CALLABLE = APP
 LUA = os.path.join(HERE, "mixed.lua")
 
-ALL_SERVERS = ("hugd", "gunicorn", "uwsgi", "uwsgi-hs")
+ALL_SERVERS = ("hugd", "gunicorn", "gunicorn-gthread", "uwsgi", "uwsgi-hs",
+               "bjoern")
 DEFAULT_SERVERS = "hugd,gunicorn,uwsgi"
 ALL_PATTERNS = ("close", "keepalive")
 
@@ -61,8 +62,12 @@ def server_argv(name, port, pattern, args):
     if name == "hugd":
         return [args.hugd] + hugd_root() + ["-w", w, "-b", addr, APP_FILE]
     if name == "gunicorn":
-        return [PY, "-m", "gunicorn", "-w", w, "-k", "sync", "-b", addr,
-                "%s:%s" % (APP_MODULE, CALLABLE)]
+        return gunicorn_argv(addr, APP, args.workers)
+    if name == "gunicorn-gthread":
+        return gunicorn_argv(addr, APP, args.workers, "gthread",
+                             args.gthread_threads)
+    if name == "bjoern":
+        return bjoern_argv(addr, APP, args.workers, args.bjoern_path)
     uw_common = ["--wsgi-file", APP_FILE, "--callable", CALLABLE,
                  "--processes", w, "--master", "--disable-logging",
                  "--die-on-term"]
@@ -180,6 +185,7 @@ def run_wrk(port, pattern, args, duration, logdir, tag):
                                       ("connect", "read", "write", "timeout")}
                 r["status_errors"] = int(kv["status"])
     hf = hist["fast"]
+    r["hist_fast"] = hf
     r["fast_p50"], r["fast_p90"], r["fast_p99"] = (pct(hf, q) for q in
                                                    (0.50, 0.90, 0.99))
     r["fast_max"] = r.get("max_fast", 0) / 1e6 if hf else None
@@ -289,6 +295,10 @@ def main():
     ap.add_argument("--wrk-timeout", type=int, default=10,
                     help="wrk --timeout (s): longer counts as an error")
     ap.add_argument("--hugd", default=os.path.join(ROOT, "build", "hugd"))
+    ap.add_argument("--gthread-threads", type=int, default=GTHREAD_THREADS,
+                    help="threads per gunicorn-gthread worker")
+    ap.add_argument("--bjoern-path", metavar="DIR",
+                    help="a bjoern build to import (default: the installed one)")
     ap.add_argument("--start-timeout", type=float, default=20.0)
     ap.add_argument("--max-time", type=int, default=0,
                     help="overall limit in seconds (default: computed)")
@@ -313,6 +323,8 @@ def main():
                      "uwsgi-plugin-python3 wrk)" % tool)
     if "hugd" in servers and not os.access(args.hugd, os.X_OK):
         ap.error("hugd binary not found at %s" % args.hugd)
+    if "bjoern" in servers and not bjoern_available(args.bjoern_path):
+        ap.error("bjoern cannot be imported (--bjoern-path DIR for a build)")
     if args.slow_rate * args.slow_ms / 1000.0 >= args.workers:
         print("warning: slow requests alone (%.1f in flight) fill the %d "
               "workers" % (args.slow_rate * args.slow_ms / 1000.0,
@@ -357,7 +369,7 @@ def main():
                 r = one_run(s, p, args, logdir, idx)
                 r["round"] = rnd
                 runs[(s, p)].append(r)
-                print("  round %d %-9s %-9s fast p50 %6s p90 %6s p99 %6s "
+                print("  round %d %-16s %-9s fast p50 %6s p90 %6s p99 %6s "
                       "max %6s ms  %6.0f fast/s  slow %3d  err %d%s%s"
                       % (rnd, s, p, fmt_ms(r["fast_p50"]),
                          fmt_ms(r["fast_p90"]), fmt_ms(r["fast_p99"]),
@@ -403,7 +415,7 @@ def main():
             "keepalive": all(r["keepalive"] for r in rs),
         }
     print()
-    hdr = ("%-9s %-9s %4s %8s %8s %8s %8s %8s %6s %7s %8s %4s %4s"
+    hdr = ("%-16s %-9s %4s %8s %8s %8s %8s %8s %6s %7s %8s %4s %4s"
            % ("server", "pattern", "runs", "p50 ms", "p90 ms", "p99 ms",
               "max ms", "fast/s", "slow", "slow50", "stalled", "err",
               "k-a"))
@@ -418,7 +430,7 @@ def main():
             v = summary.get((s, p))
             if not v:
                 continue
-            print("%-9s %-9s %4d %8s %8s %8s %8s %8.0f %6.0f %7s %7.2f%% "
+            print("%-16s %-9s %4d %8s %8s %8s %8s %8.0f %6.0f %7s %7.2f%% "
                   "%4d %4s" % (s, p, v["runs"], fmt_ms(v["fast_p50_s"]),
                                fmt_ms(v["fast_p90_s"]),
                                fmt_ms(v["fast_p99_s"]),
@@ -448,7 +460,8 @@ def main():
             "summary": [dict(server=s, pattern=p, **v)
                         for (s, p), v in summary.items()],
             "runs": [dict(server=s, pattern=p,
-                          **{k: v for k, v in r.items() if k != "raw"})
+                          **{k: v for k, v in r.items()
+                             if k not in ("raw", "hist_fast")})
                      for (s, p), rs in runs.items() for r in rs],
             "exit": rc,
         }
