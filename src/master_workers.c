@@ -129,6 +129,12 @@ static void spawn(struct master *m, int i)
         close(m->sb_fd);
         conns_close_inherited(m);
         stats_close_in_child(m);
+        /* The master's loop: its epoll set is shared with the master
+         * across fork, and a worker holding it keeps the master's
+         * registrations alive after the master closed their descriptors.
+         * Destroying it closes our copies and touches nothing of the
+         * master's. */
+        ev_loop_destroy(m->loop);
         static struct worker w;
         memset(&w, 0, sizeof(w));
         w.cfg = m->cfg;
@@ -243,7 +249,10 @@ void workers_check_ready(struct master *m)
 {
     if (master_leaving(m))
         return;
-    for (int i = 0; i < m->nslots; i++) {
+    /* Called on every message from a worker: only the live slots (a
+     * replaced worker is one of them until it is gone). */
+    for (int k = 0; k < m->nlive; k++) {
+        int i = m->live[k];
         struct wproc *wp = &m->w[i];
         if (wp->pid <= 0 || !wp->replaced_by || wp->retiring)
             continue;

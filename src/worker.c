@@ -260,12 +260,41 @@ static void check_output(struct worker *w)
     }
 }
 
+/* The master closes its copy of a connection once it hears that this
+ * worker closed it; the client does not wait for that (conn_close shut
+ * the connection down).  Told in batches, of up to CLOSED_BATCH or after
+ * CLOSED_HOLD seconds: one message per connection cost the master a
+ * wake-up for each under connection-per-request load.  A draining worker
+ * tells at once: the master's stop waits for its connections. */
+#define CLOSED_BATCH 32
+#define CLOSED_HOLD 0.01
+
+static void on_closed_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    conn_flush_closed(&self->pool);
+}
+
+static void tell_closed(struct worker *w)
+{
+    int n = w->pool.nclosed;
+    if (n >= CLOSED_BATCH || (n && w->draining)) {
+        conn_flush_closed(&w->pool);
+        ev_timer_stop(w->loop, &w->closed_w);
+    } else if (n && !ev_is_active(&w->closed_w)) {
+        ev_timer_set(&w->closed_w, CLOSED_HOLD, 0.);
+        ev_timer_start(w->loop, &w->closed_w);
+    }
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *p, int revents)
 {
     (void)p;
     (void)revents;
     struct worker *w = self;
-    conn_flush_closed(&w->pool);
+    tell_closed(w);
     retire_if_served_enough(w);
     check_output(w);
     if (w->draining && w->pool.nconns == 0) {
@@ -475,6 +504,7 @@ void worker_main(struct worker *w)
     ev_check_init(&w->check_w, on_check);
     ev_set_priority(&w->check_w, EV_MINPRI);
     ev_check_start(w->loop, &w->check_w);
+    ev_timer_init(&w->closed_w, on_closed_timer, CLOSED_HOLD, 0.);
     ev_prepare_init(&w->prepare_w, on_prepare);
     ev_prepare_start(w->loop, &w->prepare_w);
     if (got_term || got_quit)

@@ -27,6 +27,7 @@ struct worker {
     ev_prepare prepare_w;
     ev_check check_w;
     ev_timer drain_w;
+    ev_timer closed_w;     /* tells the master of closed connections (tell_closed) */
     struct conn_pool pool; /* the connections (conn.h) */
     int draining;
     int told_free;          /* a "free" wake-up was sent and nothing changed since */
