@@ -1,6 +1,7 @@
 /* PEP 3333 environ: the constant parts built once in the master before
- * fork (interned keys, a base dict per listening socket), and the copy of
- * the base filled in for each request.  See include/hugd/wsgi.h. */
+ * fork (interned keys, a template per listening socket), and the copy of
+ * the template filled in for each request (wsgi_template.c keeps the
+ * values that repeat).  See include/hugd/wsgi.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -11,14 +12,17 @@
 #include "wsgi_int.h"
 
 PyObject *wsgi_app;
-static PyObject **base_environ; /* one per listening socket */
-static int nbase;
-static PyObject *bytes_io, *io_open, *empty_bytes, *empty_input;
+static struct env_template *templates; /* one per listening socket */
+static int ntemplates;
+static PyObject *bytes_io, *io_open, *empty_bytes, *empty_input, *empty_str;
+static PyObject *last_port; /* a port changes with each connection: the copy only */
 static PyObject *k_method, *k_path, *k_query, *k_protocol, *k_remote_addr, *k_remote_port,
     *k_content_type, *k_content_length, *k_input, *k_request_uri, *k_raw_uri, *k_url_scheme;
 static PyObject *scheme_https;
 static PyObject *proto10, *proto11;
 static PyObject *methods[64];
+
+static PyObject *header_key(const char *name, size_t n);
 
 static PyObject *intern(const char *s)
 {
@@ -33,6 +37,30 @@ static int set_str(PyObject *d, const char *key, const char *value)
     int r = PyDict_SetItemString(d, key, v);
     Py_DECREF(v);
     return r;
+}
+
+/* PyDict_Copy clones a dict's table, its size included, when at least two
+ * thirds of its entries are live (else it inserts key by key).  The base
+ * holds 13 constants and placeholders for the 6 keys every request sets;
+ * a few more keys put in and taken out again grow its table to 64 slots,
+ * so that a request's own keys (its address, port and headers: up to 20
+ * of them) go into the copy without growing and rehashing it.  (A dict
+ * made presized would lose the faster table of str-only keys.) */
+#define ENVIRON_ROOM 22
+
+static int make_room(PyObject *d)
+{
+    Py_ssize_t had = PyDict_Size(d);
+    for (int pass = 0; pass < 2; pass++) {
+        for (Py_ssize_t i = had; i < ENVIRON_ROOM; i++) {
+            PyObject *k = PyUnicode_FromFormat("hugd.room.%zd", i);
+            int rc = !k ? -1 : pass == 0 ? PyDict_SetItem(d, k, Py_None) : PyDict_DelItem(d, k);
+            Py_XDECREF(k);
+            if (rc < 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 static PyObject *make_base(const struct listener *l)
@@ -53,7 +81,12 @@ static PyObject *make_base(const struct listener *l)
         PyDict_SetItemString(d, "wsgi.input", empty_input) < 0 ||
         set_str(d, "SCRIPT_NAME", "") < 0 || set_str(d, "SERVER_NAME", l->server_name) < 0 ||
         set_str(d, "SERVER_PORT", l->server_port) < 0 ||
-        set_str(d, "SERVER_SOFTWARE", "hugd/" HUGD_VERSION) < 0) {
+        set_str(d, "SERVER_SOFTWARE", "hugd/" HUGD_VERSION) < 0 ||
+        PyDict_SetItem(d, k_method, empty_str) < 0 ||
+        PyDict_SetItem(d, k_protocol, empty_str) < 0 ||
+        PyDict_SetItem(d, k_request_uri, empty_str) < 0 ||
+        PyDict_SetItem(d, k_raw_uri, empty_str) < 0 || PyDict_SetItem(d, k_path, empty_str) < 0 ||
+        PyDict_SetItem(d, k_query, empty_str) < 0 || make_room(d) < 0) {
         Py_XDECREF(version);
         Py_DECREF(d);
         return NULL;
@@ -76,6 +109,7 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     Py_DECREF(io);
     empty_bytes = PyBytes_FromStringAndSize("", 0);
     empty_input = PyObject_New(PyObject, &EmptyInput_Type);
+    empty_str = PyUnicode_FromStringAndSize("", 0);
     k_method = intern("REQUEST_METHOD");
     k_path = intern("PATH_INFO");
     k_query = intern("QUERY_STRING");
@@ -91,18 +125,27 @@ int wsgi_setup(PyObject *application, const struct listener *ls, int nls)
     scheme_https = intern("https");
     proto10 = intern("HTTP/1.0");
     proto11 = intern("HTTP/1.1");
-    if (!bytes_io || !io_open || !empty_bytes || !empty_input || !k_method || !k_path || !k_query ||
-        !k_protocol || !k_remote_addr || !k_remote_port || !k_content_type || !k_content_length ||
-        !k_input || !k_request_uri || !k_raw_uri || !k_url_scheme || !scheme_https || !proto10 ||
-        !proto11)
+    if (!bytes_io || !io_open || !empty_bytes || !empty_input || !empty_str || !k_method ||
+        !k_path || !k_query || !k_protocol || !k_remote_addr || !k_remote_port || !k_content_type ||
+        !k_content_length || !k_input || !k_request_uri || !k_raw_uri || !k_url_scheme ||
+        !scheme_https || !proto10 || !proto11)
         goto fail;
-    base_environ = calloc((size_t)nls, sizeof(*base_environ));
-    if (!base_environ)
+    PyObject *fixed[TMPL_HEADER0] = {
+        [TMPL_METHOD] = k_method,    [TMPL_PROTOCOL] = k_protocol, [TMPL_URI] = k_request_uri,
+        [TMPL_RAW_URI] = k_raw_uri,  [TMPL_PATH] = k_path,         [TMPL_QUERY] = k_query,
+        [TMPL_ADDR] = k_remote_addr,
+    };
+    if (tmpl_keys_init(fixed, header_key, k_content_type, k_content_length) < 0)
+        goto fail;
+    templates = calloc((size_t)nls, sizeof(*templates));
+    if (!templates)
         return PyErr_NoMemory(), -1;
-    for (int i = 0; i < nls; i++)
-        if (!(base_environ[i] = make_base(&ls[i])))
+    for (int i = 0; i < nls; i++) {
+        PyObject *base = make_base(&ls[i]);
+        if (!base || tmpl_init(&templates[i], base) < 0)
             goto fail;
-    nbase = nls;
+    }
+    ntemplates = nls;
     return 0;
 fail:
     PyErr_Print();
@@ -110,12 +153,12 @@ fail:
 }
 
 /* PATH_INFO is the percent-decoded path, bytes taken as latin-1. */
-static PyObject *decode_path(const char *p, size_t n)
+static int put_path(struct env_template *t, PyObject *env, const char *p, size_t n)
 {
     static char stackbuf[4096]; /* one thread serves requests */
     char *out = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
     if (!out)
-        return PyErr_NoMemory();
+        return PyErr_NoMemory(), -1;
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
@@ -127,10 +170,10 @@ static PyObject *decode_path(const char *p, size_t n)
             out[o++] = p[i];
         }
     }
-    PyObject *r = PyUnicode_DecodeLatin1(out, (Py_ssize_t)o, NULL);
+    int rc = tmpl_put_latin1(t, env, TMPL_PATH, out, o);
     if (out != stackbuf)
         free(out);
-    return r;
+    return rc;
 }
 
 static int set_latin1(PyObject *env, PyObject *key, const char *p, size_t n)
@@ -143,12 +186,12 @@ static int set_latin1(PyObject *env, PyObject *key, const char *p, size_t n)
     return r;
 }
 
-static int add_url(PyObject *env, const struct http_request *r)
+static int add_url(struct env_template *t, PyObject *env, const struct http_request *r)
 {
     const char *u = r->arena.p + r->url;
     size_t n = r->url_len;
-    if (set_latin1(env, k_request_uri, u, n) < 0 ||
-        PyDict_SetItem(env, k_raw_uri, PyDict_GetItem(env, k_request_uri)) < 0)
+    if (tmpl_put_latin1(t, env, TMPL_URI, u, n) < 0 ||
+        tmpl_put(t, env, TMPL_RAW_URI, t->slots[TMPL_URI].last) < 0)
         return -1;
     /* absolute-form ("GET http://host/path"): the parser checked the
      * authority and found where the path starts. */
@@ -159,15 +202,12 @@ static int add_url(PyObject *env, const struct http_request *r)
         n = (size_t)(hash - u);
     const char *q = memchr(u, '?', n);
     size_t plen = q ? (size_t)(q - u) : n;
-    PyObject *path =
-        plen ? decode_path(u, plen) : PyUnicode_FromString(n && u[0] != '?' ? "" : "/");
-    if (!path)
+    if (plen ? put_path(t, env, u, plen) < 0
+             : tmpl_put_latin1(t, env, TMPL_PATH, n && u[0] != '?' ? "" : "/",
+                               n && u[0] != '?' ? 0 : 1) < 0)
         return -1;
-    int rc = PyDict_SetItem(env, k_path, path);
-    Py_DECREF(path);
-    if (rc < 0)
-        return -1;
-    return q ? set_latin1(env, k_query, q + 1, n - plen - 1) : set_latin1(env, k_query, "", 0);
+    return q ? tmpl_put_latin1(t, env, TMPL_QUERY, q + 1, n - plen - 1)
+             : tmpl_put_latin1(t, env, TMPL_QUERY, "", 0);
 }
 
 static PyObject *header_key(const char *name, size_t n)
@@ -183,19 +223,21 @@ static PyObject *header_key(const char *name, size_t n)
     return PyUnicode_DecodeLatin1(key, (Py_ssize_t)(n + 5), NULL);
 }
 
-static int add_headers(PyObject *env, const struct http_request *r)
+static int add_headers(struct env_template *t, PyObject *env, const struct http_request *r)
 {
     for (int i = 0; i < r->nhdrs; i++) {
         const struct http_header *h = &r->hdrs[i];
         const char *name = r->arena.p + h->name;
         const char *val = r->arena.p + h->value;
+        int slot = tmpl_header_slot(name, h->name_len);
         PyObject *key;
-        if (h->name_len == 12 && ascii_case_eq(name, "content-type", 12)) {
-            key = k_content_type;
-            Py_INCREF(key);
-        } else if (h->name_len == 14 && ascii_case_eq(name, "content-length", 14)) {
-            key = k_content_length;
-            Py_INCREF(key);
+        if (slot >= 0 && !tmpl_seen(t, slot)) {
+            if (tmpl_put_latin1(t, env, slot, val, h->value_len) < 0)
+                return -1;
+            continue;
+        }
+        if (slot >= 0) {
+            key = Py_NewRef(tmpl_key(slot)); /* a repeated header: joined below */
         } else if (memchr(name, '_', h->name_len)) {
             /* "X_Forwarded_For" would land on the same key as
              * "X-Forwarded-For" and could pass for a proxy's header. */
@@ -266,22 +308,35 @@ static PyObject *method_name(uint8_t m)
     return s;
 }
 
+/* REMOTE_PORT changes with every connection: it never goes into the
+ * template, but the str of the last one is reused all the same. */
+static int put_port(PyObject *env, const char *p, size_t n)
+{
+    PyObject *v = last_port;
+    if (v && (size_t)PyUnicode_GET_LENGTH(v) == n && memcmp(PyUnicode_1BYTE_DATA(v), p, n) == 0)
+        return PyDict_SetItem(env, k_remote_port, v);
+    if (!(v = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL)))
+        return -1;
+    Py_XSETREF(last_port, v);
+    return PyDict_SetItem(env, k_remote_port, v);
+}
+
 PyObject *wsgi_build_environ(struct http_request *r)
 {
-    PyObject *env = PyDict_Copy(base_environ[r->listener < nbase ? r->listener : 0]);
+    struct env_template *t = &templates[r->listener < ntemplates ? r->listener : 0];
+    PyObject *env = tmpl_begin(t);
     if (!env)
         return NULL;
     PyObject *m = method_name(r->method);
-    if (!m || PyDict_SetItem(env, k_method, m) < 0 ||
-        PyDict_SetItem(env, k_protocol, r->minor == 0 ? proto10 : proto11) < 0 ||
-        add_url(env, r) < 0 || add_headers(env, r) < 0)
-        goto fail;
     /* The client as conn_client.c found it: the socket's peer, a PROXY
      * header's, or a trusted proxy's forwarded headers'. */
     const char *addr = r->remote_addr ? r->remote_addr : "";
     const char *port = r->remote_port ? r->remote_port : "";
-    if ((addr[0] && set_latin1(env, k_remote_addr, addr, strlen(addr)) < 0) ||
-        (port[0] && set_latin1(env, k_remote_port, port, strlen(port)) < 0))
+    if (!m || tmpl_put(t, env, TMPL_METHOD, m) < 0 ||
+        tmpl_put(t, env, TMPL_PROTOCOL, r->minor == 0 ? proto10 : proto11) < 0 ||
+        add_url(t, env, r) < 0 || add_headers(t, env, r) < 0 ||
+        (addr[0] && tmpl_put_latin1(t, env, TMPL_ADDR, addr, strlen(addr)) < 0) ||
+        tmpl_end(t, env) < 0 || (port[0] && put_port(env, port, strlen(port)) < 0))
         goto fail;
     if (r->fwd_scheme == FWD_SCHEME_HTTPS && PyDict_SetItem(env, k_url_scheme, scheme_https) < 0)
         goto fail;

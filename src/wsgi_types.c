@@ -44,10 +44,10 @@ static int set_status(struct http_response *rp, PyObject *status)
     return 0;
 }
 
-static int name_is(const char *name, Py_ssize_t n, const char *what)
-{
-    return (size_t)n == strlen(what) && ascii_case_eq(name, what, (size_t)n);
-}
+/* The length first: most names the app sends are none of those checked
+ * for, and a different length rules them out without a comparison. */
+#define name_is(name, n, lit)                                                                      \
+    ((size_t)(n) == sizeof(lit) - 1 && ascii_case_eq(name, lit, sizeof(lit) - 1))
 
 static int add_header(struct http_response *rp, PyObject *item)
 {

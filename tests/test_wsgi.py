@@ -134,6 +134,48 @@ def test_environ_is_fresh_per_request(srv):
     assert "HTTP_X_ONLY_FIRST" not in e2
 
 
+def test_environ_reused_values_never_leak(srv):
+    """hugd keeps the values a connection's requests repeat (Host, User-Agent,
+    the path...) in the dict each environ is copied from.  Over one keep-alive
+    connection, 300 requests whose headers come and go, repeat, change, are
+    sent twice or in another case, each environ holds exactly its own
+    request's, and what the app changes in one is not seen by the next."""
+    import random
+    rnd = random.Random(7)
+    names = ["User-Agent", "Accept", "Accept-Encoding", "Cookie", "Authorization",
+             "Content-Type", "X-Request-Id", "X-Forwarded-For", "Origin", "X-Custom", "Referer"]
+    c = srv.conn()
+    try:
+        for i in range(300):
+            hdrs = [("Host", rnd.choice(["x", "x", "y:80"]))]  # one, as HTTP/1.1 requires
+            for n in names:
+                if rnd.random() < 0.6:
+                    n2 = n if rnd.random() < 0.8 else n.upper()
+                    v = rnd.choice(["a", "b", "a b", str(i % 3), str(i)])
+                    hdrs.append((n2, v))
+                    if rnd.random() < 0.1 and n != "Content-Type":
+                        hdrs.append((n2.lower(), "again"))
+            path = rnd.choice(["/env/p", "/env/p", "/env/q%20r", "/env"])
+            query = rnd.choice(["", "", "x=1", "x=2", "mutate=1"])
+            target = path + ("?" + query if query else "")
+            head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs)
+            c.send((head + "\r\n").encode("latin-1"))
+            env = c.read_response().json()
+            want = {}
+            for k, v in hdrs:
+                key = k.upper().replace("-", "_")
+                key = key if key in ("CONTENT_TYPE",) else "HTTP_" + key
+                want[key] = want[key] + ", " + v if key in want and key != "CONTENT_TYPE" else v
+            got = {k: v for k, v in env.items() if k.startswith("HTTP_") or k == "CONTENT_TYPE"}
+            assert got == want, (i, hdrs)
+            assert env["PATH_INFO"] == path.replace("%20", " "), i
+            assert env["QUERY_STRING"] == query, i
+            assert env["REQUEST_URI"] == env["RAW_URI"] == target, i
+            assert env["REMOTE_ADDR"] == "127.0.0.1", i
+    finally:
+        c.close()
+
+
 # --- wsgi.input -------------------------------------------------------------------------
 
 BODY = b"line1\nline2\n\nline4 no newline"

@@ -51,6 +51,12 @@ def env_dump(environ, start_response):
                               if "." not in k and not isinstance(v, str)},
     }
     out["_extra"] = extra
+    if "mutate=1" in environ.get("QUERY_STRING", ""):
+        # What an app does to its environ must not reach the next request's.
+        environ["HTTP_HOST"] = "mutated"
+        environ["PATH_INFO"] = "/mutated"
+        environ.pop("REMOTE_ADDR", None)
+        environ.pop("HTTP_USER_AGENT", None)
     return _json(start_response, out)
 
 
