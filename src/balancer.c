@@ -1,6 +1,11 @@
 /* Least-busy choice; see include/hugd/balancer.h. */
 #include "hugd/balancer.h"
 
+static uint64_t owned(const struct sb_slot *s)
+{
+    return atomic_load(&s->sent) - atomic_load(&s->closed);
+}
+
 int balancer_is_free(const struct sb_slot *s)
 {
     if (!atomic_load(&s->accepting) || atomic_load(&s->state) != SB_IDLE || atomic_load(&s->full) ||
@@ -36,4 +41,40 @@ int balancer_pick(const struct scoreboard *sb, const int *live, int nlive, int s
         }
     }
     return best;
+}
+
+int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int prefer,
+                    int64_t now_ms, int64_t slow_ms)
+{
+    int best = -1;
+    uint64_t best_conns = 0;
+    for (int k = 0; k < nlive; k++) {
+        int i = live[k];
+        const struct sb_slot *s = &sb->slot[i];
+        int st = atomic_load(&s->state);
+        if (!atomic_load(&s->accepting) || atomic_load(&s->full) || atomic_load(&s->output_full) ||
+            (st != SB_IDLE && st != SB_BUSY && st != SB_QUEUED))
+            continue;
+        int64_t since = atomic_load(&s->busy_since_ms);
+        if (since && now_ms - since >= slow_ms)
+            continue; /* in a long call: its own connections already wait */
+        uint64_t conns = atomic_load(&s->sent) - atomic_load(&s->closed);
+        if (best < 0 || conns < best_conns || (conns == best_conns && i == prefer)) {
+            best = i;
+            best_conns = conns;
+        }
+    }
+    return best;
+}
+
+int balancer_place(const struct scoreboard *sb, const int *live, int nlive, int start,
+                   int64_t now_ms, int64_t slow_ms)
+{
+    int i = balancer_pick(sb, live, nlive, start);
+    if (i < 0)
+        return -1;
+    int j = balancer_fewest(sb, live, nlive, i, now_ms, slow_ms);
+    if (j >= 0 && owned(&sb->slot[j]) + 1 < owned(&sb->slot[i]))
+        return j;
+    return i;
 }

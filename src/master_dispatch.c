@@ -60,12 +60,19 @@ static int send_to(struct master *m, int i, int fd, const struct chan_msg *msg, 
     return -2;
 }
 
+/* A call this long keeps a worker from taking queued connections. */
+static int64_t long_call_ms(const struct master *m)
+{
+    int64_t ms = (int64_t)(m->cfg->rebalance_busy_after * 1000);
+    return ms > 0 ? ms : 1;
+}
+
 /* 0: handed over; -1: keep it (nobody free or the send failed). */
 static int hand_over(struct master *m, int fd, const struct chan_msg *msg, const char *data)
 {
     int tries = m->nlive;
     while (tries-- > 0) {
-        int i = balancer_pick(m->sb, m->live, m->nlive, m->rr);
+        int i = balancer_place(m->sb, m->live, m->nlive, m->rr, monotonic_ms(), long_call_ms(m));
         if (i < 0)
             return -1;
         int r = send_to(m, i, fd, msg, data);
@@ -132,10 +139,15 @@ void dispatch_to(struct master *m, int i)
      * client of its own has sent again), and a connection queued for a
      * worker that stays free could wait for as long as the slowest request
      * runs.  The one that asked gets the oldest: it serves it after the
-     * requests already waiting in it, a few milliseconds at most. */
+     * requests already waiting in it, a few milliseconds at most; unless
+     * another worker, not in a long call either, owns fewer connections
+     * (balancer_fewest). */
     if (!m->qlen || master_leaving(m) || m->w[i].pid <= 0 ||
         !atomic_load(&m->sb->slot[i].accepting))
         return;
+    int j = balancer_fewest(m->sb, m->live, m->nlive, i, monotonic_ms(), long_call_ms(m));
+    if (j >= 0 && m->w[j].pid > 0)
+        i = j;
     struct queued *e = &m->q[m->qhead];
     if (send_to(m, i, e->fd, &e->msg, e->data) == 0)
         pop_queue(m);

@@ -17,6 +17,7 @@
 #include "hugd/conn.h"
 #include "hugd/log.h"
 #include "hugd/scoreboard.h"
+#include "hugd/threadclock.h"
 
 static void futex_wait(_Atomic int *addr, int val)
 {
@@ -130,22 +131,46 @@ static int watch_add(struct watchlist *wl, int fd, short events, struct conn *c)
     return 0;
 }
 
-/* Is moving worth it now?  Yes if another worker is free to take the
- * connection, or once this call has run for busy_after anyway (then the
- * first worker to free up is likely sooner than this one).  Otherwise:
+/* How long the current call has run or slept, in ms (threadclock.h): a
+ * call that is short but waited its turn for a CPU is not a slow one, and
+ * moving its connections would only queue them in the master, behind
+ * workers that are no freer. */
+static int64_t call_age_ms(const struct mover *mv)
+{
+    int64_t age = monotonic_ms() - atomic_load(&mv->pool->slot->busy_since_ms);
+    struct thread_times now;
+    if (age < mv->busy_after_ms || !mv->base_valid || thread_clock_read(&mv->clock, &now) < 0)
+        return age;
+    int64_t before = atomic_load(&mv->pool->slot->busy_since_ms) - mv->base_ms;
+    return thread_clock_lasted_ms(age, before > 0 ? before : 0, &mv->base, &now,
+                                  thread_clock_runnable(&mv->clock));
+}
+
+/* Is moving worth it now?  MOVE_ALL once this call has run for busy_after
+ * (then the first worker to free up is likely sooner than this one);
+ * MOVE_ONE if another worker is free to take a connection.  Otherwise:
  * the number of milliseconds after which to ask again. */
+enum { MOVE_ALL = 0, MOVE_ONE = -1, NOT_ASKED = -2 };
 static int wait_before_moving(struct mover *mv)
 {
     struct conn_pool *p = mv->pool;
-    int64_t age = monotonic_ms() - atomic_load(&p->slot->busy_since_ms);
+    int64_t age = call_age_ms(mv);
     if (age >= mv->busy_after_ms)
-        return 0;
+        return MOVE_ALL;
     if (!atomic_load(&p->sb->waiting)) {
-        /* The master holds nothing for lack of a free worker: is one? */
+        /* The master holds nothing for lack of a free worker: is one that
+         * would still hold fewer connections than this one once it has
+         * this connection?  Keep-alive connections stay where they land;
+         * one moved to a worker with as many would leave the two unequal
+         * for good, and the clients of the fuller one waiting longer for
+         * every request after.  (This call is not slow yet: waiting for it
+         * costs its clients little.) */
+        uint64_t mine = atomic_load(&p->slot->sent) - atomic_load(&p->slot->closed);
         for (int i = 0; i < p->sb->nslots; i++) {
             const struct sb_slot *s = &p->sb->slot[i];
-            if (s != p->slot && balancer_is_free(s))
-                return 0;
+            if (s != p->slot && balancer_is_free(s) &&
+                atomic_load(&s->sent) - atomic_load(&s->closed) + 1 < mine)
+                return MOVE_ONE;
         }
     }
     int64_t left = mv->busy_after_ms - age;
@@ -168,7 +193,7 @@ static int plan(struct mover *mv, struct watchlist *wl)
 {
     struct conn_pool *p = mv->pool;
     int retry = 0;
-    int wait = -1; /* not asked yet */
+    int wait = NOT_ASKED, moved_one = 0;
     wl->n = 0;
     watch_add(wl, mv->efd, POLLIN, NULL);
     if (!p->draining)
@@ -182,12 +207,16 @@ static int plan(struct mover *mv, struct watchlist *wl)
         if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&p->sb->stopping))
             continue; /* a stopping master could only close it: it waits for us */
         if (m == MOVE_NOW) {
-            if (wait < 0)
+            if (wait == NOT_ASKED)
                 wait = wait_before_moving(mv);
             if (wait > 0)
                 retry = wait; /* not yet: look again then */
+            else if (wait == MOVE_ONE && moved_one)
+                retry = 2; /* one at a time to a free worker: it may not stay free */
             else if (give_away(mv, c) < 0)
                 retry = 2; /* the channel is full: try again shortly */
+            else if (wait == MOVE_ONE)
+                moved_one = 1;
         } else if (m == MOVE_ON_INPUT && watch_add(wl, c->fd, POLLIN, c) < 0) {
             retry = 2;
         }
@@ -246,6 +275,10 @@ static void engage(struct mover *mv, unsigned seq)
         end_pass(mv, OWN_NONE); /* another call, just begun: not yet */
         return;
     }
+    if (!mv->base_valid) { /* not seen at a tick: count from now */
+        mv->base_valid = thread_clock_read(&mv->clock, &mv->base) == 0;
+        mv->base_ms = monotonic_ms();
+    }
     drain_eventfd(mv->efd); /* left over from an earlier engagement */
     if (atomic_load(&mv->pool->corked_since_ns))
         conn_uncork_all(mv->pool); /* the call lasts: nothing waits corked behind it */
@@ -282,9 +315,25 @@ static void *run(void *arg)
              * it wakes. */
             if (ph == MOVER_ASLEEP || atomic_compare_exchange_strong(&mv->phase, &ph, MOVER_ASLEEP))
                 futex_wait(&mv->phase, MOVER_ASLEEP);
+            mv->tick_valid = 0; /* from before the sleep: says nothing of calls since */
             continue;
         }
         unsigned seq = atomic_load(&mv->app_seq);
+        /* The main thread's times at the last tick, before the call now
+         * running began if it is a new one (a pread of a few hundred ns a
+         * tick). */
+        struct thread_times t;
+        int valid = thread_clock_read(&mv->clock, &t) == 0;
+        int64_t now = monotonic_ms();
+        if (seq != mv->tick_seq) {
+            mv->tick_seq = seq;
+            mv->base = mv->tick_valid ? mv->tick : t;
+            mv->base_ms = mv->tick_valid ? mv->tick_ms : now;
+            mv->base_valid = mv->tick_valid || valid;
+        }
+        mv->tick = t;
+        mv->tick_ms = now;
+        mv->tick_valid = valid;
         int64_t since = atomic_load(&p->corked_since_ns);
         if ((seq & 1) && since && monotonic_ns() - since >= CONN_CORK_HOLD_NS)
             push_corked(mv, seq);
@@ -300,6 +349,7 @@ int mover_start(struct mover *mv, struct conn_pool *pool, double after, double b
     memset(mv, 0, sizeof(*mv));
     mv->pool = pool;
     mv->efd = -1;
+    mv->clock.sched_fd = mv->clock.stat_fd = -1;
     if (after <= 0)
         return 0;
     mv->after_ns = (long)(after * 1e9);
@@ -309,6 +359,8 @@ int mover_start(struct mover *mv, struct conn_pool *pool, double after, double b
     mv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (mv->efd < 0)
         return -1;
+    /* This thread's times, read by the mover (call_age_ms). */
+    thread_clock_open(&mv->clock, (long)syscall(SYS_gettid));
     atomic_store(&mv->own, OWN_MAIN);
     /* Every signal stays with the main thread, as in a worker without one. */
     sigset_t all, old;
@@ -319,6 +371,7 @@ int mover_start(struct mover *mv, struct conn_pool *pool, double after, double b
     if (e) {
         close(mv->efd);
         mv->efd = -1;
+        thread_clock_close(&mv->clock);
         errno = e;
         return -1;
     }

@@ -144,3 +144,34 @@ def test_rebalance_off_keeps_connections(hugd):
     finally:
         a.close()
         b.close()
+
+
+def test_keepalive_clients_spread_evenly_over_busy_workers(hugd):
+    """32 keep-alive clients that never pause, on 4 workers kept busy by
+    2 ms requests: every worker ends up with 8 of them (or 7 and 9).  A
+    keep-alive connection stays where it lands, so a worker given more than
+    its share makes each of its clients wait longer for every request; and
+    a call that is only slow because the CPUs are shared is no reason to
+    move its worker's connections (they would land anywhere)."""
+    from collections import Counter
+
+    from loadgen import LoadGen
+
+    srv = hugd.start(["-w", "4", "--log-level", "debug", "supervised_app:application"],
+                     cwd=APPS, workers=4)
+    srv.wait_serving(4)
+    lg = LoadGen(srv.host, srv.port, path="/spin?s=0.002", threads=32, keepalive=True,
+                 duration=4.0, deadline=30.0).start()
+    lg.wait()
+    assert lg.failures == 0, lg.report()
+    # Where each connection lived: the worker that answered most of it.
+    by_conn = {}
+    for r in lg.ok_records():
+        by_conn.setdefault((r.thread, r.conn_id), Counter())[r.pid] += 1
+    assert len(by_conn) == 32, by_conn.keys()
+    home = Counter(c.most_common(1)[0][0] for c in by_conn.values())
+    counts = sorted(home.get(pid, 0) for pid in srv.children())
+    moved = sum(1 for c in by_conn.values() if len(c) > 1)
+    print(f"connections per worker {counts}; {moved} of 32 served by more than one worker;"
+          f" {lg.total} requests")
+    assert counts[-1] - counts[0] <= 2, (counts, by_conn)

@@ -22,4 +22,21 @@
 int balancer_is_free(const struct sb_slot *s);
 int balancer_pick(const struct scoreboard *sb, const int *live, int nlive, int start);
 
+/* Where a connection the master holds goes when a worker (prefer) reports
+ * free: the worker that owns the fewest connections, busy or not, among
+ * those that take connections and are not in a call that has lasted
+ * slow_ms (busy_since_ms against now_ms); prefer on a tie.  A keep-alive
+ * connection stays where it is placed, so placing it by who happened to
+ * report first would leave some workers with more clients than others,
+ * and those clients waiting longer for every request.  -1: none. */
+int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int prefer,
+                    int64_t now_ms, int64_t slow_ms);
+
+/* Where a new connection goes: the free worker balancer_pick chooses,
+ * unless another that is not in a long call (balancer_fewest) would still
+ * own fewer connections than it once it had this one; then that one, busy
+ * or not.  -1: nobody is free (the caller queues it). */
+int balancer_place(const struct scoreboard *sb, const int *live, int nlive, int start,
+                   int64_t now_ms, int64_t slow_ms);
+
 #endif

@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "hugd/channel.h"
+#include "hugd/threadclock.h"
 
 struct conn;
 struct conn_pool;
@@ -67,7 +68,13 @@ struct mover {
     int efd;                  /* eventfd: the main thread took the connections back */
     struct conn *current;     /* the connection the application runs for */
     long after_ns;
-    int64_t busy_after_ms;            /* while no worker is free: see mover_start */
+    int64_t busy_after_ms;     /* while no worker is free: see mover_start */
+    struct thread_clock clock; /* the main thread's, for how long a call has lasted */
+    unsigned tick_seq;         /* app_seq at the mover's last tick */
+    int tick_valid, base_valid;
+    struct thread_times tick;         /* the main thread's times at the last tick */
+    struct thread_times base;         /* the same, before the current call began */
+    int64_t tick_ms, base_ms;         /* when they were read (monotonic_ms) */
     int moved;                        /* connections were given away: the main thread sweeps */
     _Atomic unsigned long long moves; /* how many, ever (for the log) */
     int nstash;
@@ -88,9 +95,10 @@ enum {
 
 /* Start the thread (after = seconds one application call must last before
  * the mover engages; <= 0: no mover).  While no other worker is free, a
- * connection moves only once the call keeping this worker has lasted
- * busy_after seconds: in the master's queue it goes to the first worker
- * that frees up, which a call that long is unlikely to be first to do.
+ * connection moves only once the call keeping this worker has run or
+ * slept busy_after seconds (time spent waiting for a CPU not counted): in
+ * the master's queue it goes to the first worker that frees up, which a
+ * call that long is unlikely to be first to do.
  * The calling thread owns the connections.  Returns 0 or -1 with errno. */
 int mover_start(struct mover *mv, struct conn_pool *pool, double after, double busy_after);
 

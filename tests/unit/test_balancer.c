@@ -34,6 +34,71 @@ static void rotate(const struct scoreboard *sb, const int *live, int nlive, int 
     }
 }
 
+/* Where a queued connection goes when a worker reports free. */
+static void fewest(void)
+{
+    struct scoreboard *sb = board(8);
+    const int live[] = {0, 1, 2, 3};
+    const int64_t now = 100000, slow = 5;
+    /* Owned: 3, 2, 2, 5 (sent - closed). */
+    worker(sb, 0, SB_BUSY, 3, 3, 0);
+    worker(sb, 1, SB_BUSY, 4, 4, 2);
+    worker(sb, 2, SB_IDLE, 2, 2, 0);
+    worker(sb, 3, SB_IDLE, 5, 5, 0);
+    atomic_store(&sb->slot[0].busy_since_ms, now - 1);
+    atomic_store(&sb->slot[1].busy_since_ms, now - 1);
+    /* The one that asked (3) owns the most: the first with the fewest,
+     * busy in a short call or not, takes it. */
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 1);
+    /* The one that asked wins a tie. */
+    CHECK_INT(balancer_fewest(sb, live, 4, 2, now, slow), 2);
+    /* Nobody else is emptier: the one that asked. */
+    worker(sb, 3, SB_IDLE, 2, 2, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    /* A worker in a call that has lasted `slow` takes nothing. */
+    worker(sb, 1, SB_BUSY, 1, 1, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 1);
+    atomic_store(&sb->slot[1].busy_since_ms, now - slow);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    /* Nor one out of service, draining, booting, or full. */
+    worker(sb, 0, SB_IDLE, 0, 0, 0);
+    atomic_store(&sb->slot[0].busy_since_ms, 0);
+    atomic_store(&sb->slot[0].accepting, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    worker(sb, 0, SB_DRAINING, 0, 0, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    worker(sb, 0, SB_BOOTING, 0, 0, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    worker(sb, 0, SB_IDLE, 0, 0, 0);
+    atomic_store(&sb->slot[0].full, 1);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    atomic_store(&sb->slot[0].full, 0);
+    atomic_store(&sb->slot[0].output_full, 1);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
+    atomic_store(&sb->slot[0].output_full, 0);
+    CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 0);
+    /* A new connection: the free worker, unless one not in a long call
+     * would own fewer even after taking it. */
+    for (int i = 0; i < 4; i++) {
+        worker(sb, i, SB_BUSY, 8, 8, 0);
+        atomic_store(&sb->slot[i].busy_since_ms, now - 1);
+    }
+    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), -1); /* nobody free */
+    worker(sb, 2, SB_IDLE, 9, 9, 0);
+    atomic_store(&sb->slot[2].busy_since_ms, 0);
+    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 2); /* 9 against 8: free wins */
+    worker(sb, 2, SB_IDLE, 10, 10, 0);
+    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 0); /* 10 against 8 */
+    atomic_store(&sb->slot[0].busy_since_ms, now - slow);    /* 0 is in a long call */
+    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 1);
+    /* Only live slots are looked at. */
+    atomic_store(&sb->slot[0].busy_since_ms, 0);
+    worker(sb, 6, SB_IDLE, 0, 0, 0);
+    CHECK_INT(balancer_fewest(sb, live, 3, 2, now, slow), 0);
+    CHECK_INT(balancer_fewest(sb, live, 0, 2, now, slow), -1);
+    free(sb);
+}
+
 static void live_slots(void)
 {
     struct scoreboard *sb = board(1024);
@@ -135,5 +200,6 @@ int main(void)
 
     free(sb);
     live_slots();
+    fewest();
     return CHECK_DONE();
 }
