@@ -6,6 +6,16 @@ static uint64_t owned(const struct sb_slot *s)
     return atomic_load(&s->sent) - atomic_load(&s->closed);
 }
 
+int balancer_in_long_call(const struct sb_slot *s, int64_t now_ms, int64_t slow_ms)
+{
+    int64_t since = atomic_load(&s->busy_since_ms);
+    if (!since)
+        return 0;
+    if (atomic_load(&s->judges))
+        return atomic_load(&s->slow_call_ms) == since;
+    return now_ms - since >= slow_ms;
+}
+
 int balancer_is_free(const struct sb_slot *s)
 {
     if (!atomic_load(&s->accepting) || atomic_load(&s->state) != SB_IDLE || atomic_load(&s->full) ||
@@ -55,9 +65,8 @@ int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int
         if (!atomic_load(&s->accepting) || atomic_load(&s->full) || atomic_load(&s->output_full) ||
             (st != SB_IDLE && st != SB_BUSY && st != SB_QUEUED))
             continue;
-        int64_t since = atomic_load(&s->busy_since_ms);
-        if (since && now_ms - since >= slow_ms)
-            continue; /* in a long call: its own connections already wait */
+        if (balancer_in_long_call(s, now_ms, slow_ms))
+            continue; /* its own connections already wait */
         uint64_t conns = atomic_load(&s->sent) - atomic_load(&s->closed);
         if (best < 0 || conns < best_conns || (conns == best_conns && i == prefer)) {
             best = i;
@@ -67,12 +76,9 @@ int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int
     return best;
 }
 
-int balancer_place(const struct scoreboard *sb, const int *live, int nlive, int start,
-                   int64_t now_ms, int64_t slow_ms)
+int balancer_rather(const struct scoreboard *sb, const int *live, int nlive, int i, int64_t now_ms,
+                    int64_t slow_ms)
 {
-    int i = balancer_pick(sb, live, nlive, start);
-    if (i < 0)
-        return -1;
     int j = balancer_fewest(sb, live, nlive, i, now_ms, slow_ms);
     if (j >= 0 && owned(&sb->slot[j]) + 1 < owned(&sb->slot[i]))
         return j;

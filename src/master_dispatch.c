@@ -72,7 +72,7 @@ static int hand_over(struct master *m, int fd, const struct chan_msg *msg, const
 {
     int tries = m->nlive;
     while (tries-- > 0) {
-        int i = balancer_place(m->sb, m->live, m->nlive, m->rr, monotonic_ms(), long_call_ms(m));
+        int i = balancer_pick(m->sb, m->live, m->nlive, m->rr);
         if (i < 0)
             return -1;
         int r = send_to(m, i, fd, msg, data);
@@ -140,13 +140,13 @@ void dispatch_to(struct master *m, int i)
      * worker that stays free could wait for as long as the slowest request
      * runs.  The one that asked gets the oldest: it serves it after the
      * requests already waiting in it, a few milliseconds at most; unless
-     * another worker, not in a long call either, owns fewer connections
-     * (balancer_fewest). */
+     * another worker, not in a long call, would own fewer even after
+     * taking it (balancer_rather). */
     if (!m->qlen || master_leaving(m) || m->w[i].pid <= 0 ||
         !atomic_load(&m->sb->slot[i].accepting))
         return;
-    int j = balancer_fewest(m->sb, m->live, m->nlive, i, monotonic_ms(), long_call_ms(m));
-    if (j >= 0 && m->w[j].pid > 0)
+    int j = balancer_rather(m->sb, m->live, m->nlive, i, monotonic_ms(), long_call_ms(m));
+    if (m->w[j].pid > 0)
         i = j;
     struct queued *e = &m->q[m->qhead];
     if (send_to(m, i, e->fd, &e->msg, e->data) == 0)

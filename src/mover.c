@@ -146,35 +146,54 @@ static int64_t call_age_ms(const struct mover *mv)
                                   thread_clock_runnable(&mv->clock));
 }
 
-/* Is moving worth it now?  MOVE_ALL once this call has run for busy_after
- * (then the first worker to free up is likely sooner than this one);
- * MOVE_ONE if another worker is free to take a connection.  Otherwise:
- * the number of milliseconds after which to ask again. */
-enum { MOVE_ALL = 0, MOVE_ONE = -1, NOT_ASKED = -2 };
-static int wait_before_moving(struct mover *mv)
+/* Tell the master that this call is slow (balancer_in_long_call). */
+static void judge_slow(struct mover *mv)
+{
+    struct sb_slot *slot = mv->pool->slot;
+    int64_t since = atomic_load(&slot->busy_since_ms);
+    if (since && atomic_load(&slot->slow_call_ms) != since)
+        atomic_store(&slot->slow_call_ms, since);
+}
+
+/* Is moving worth it now?  For every connection once this call has run
+ * for busy_after (then the first worker to free up is likely sooner than
+ * this one).  Before that, only to a worker that is free: any, for a
+ * connection that has had no response here yet; for a keep-alive client
+ * of this worker, one that would still own fewer connections than this
+ * one once it had it, and one at a time.  Keep-alive connections stay
+ * where they land: one moved to a worker with as many would leave the two
+ * unequal for good, and the clients of the fuller one waiting longer for
+ * every request after; and this call is not slow yet, so waiting for it
+ * costs little. */
+struct chances {
+    int all;      /* the call is slow */
+    int to_free;  /* another worker is free */
+    int to_fewer; /* ... and would still own fewer than this one */
+    int retry_ms; /* when to ask again */
+};
+
+static void ask(struct mover *mv, struct chances *ch)
 {
     struct conn_pool *p = mv->pool;
+    memset(ch, 0, sizeof(*ch));
     int64_t age = call_age_ms(mv);
-    if (age >= mv->busy_after_ms)
-        return MOVE_ALL;
-    if (!atomic_load(&p->sb->waiting)) {
-        /* The master holds nothing for lack of a free worker: is one that
-         * would still hold fewer connections than this one once it has
-         * this connection?  Keep-alive connections stay where they land;
-         * one moved to a worker with as many would leave the two unequal
-         * for good, and the clients of the fuller one waiting longer for
-         * every request after.  (This call is not slow yet: waiting for it
-         * costs its clients little.) */
-        uint64_t mine = atomic_load(&p->slot->sent) - atomic_load(&p->slot->closed);
-        for (int i = 0; i < p->sb->nslots; i++) {
-            const struct sb_slot *s = &p->sb->slot[i];
-            if (s != p->slot && balancer_is_free(s) &&
-                atomic_load(&s->sent) - atomic_load(&s->closed) + 1 < mine)
-                return MOVE_ONE;
-        }
+    if (age >= mv->busy_after_ms) {
+        judge_slow(mv);
+        ch->all = 1;
+        return;
     }
     int64_t left = mv->busy_after_ms - age;
-    return left < 2 ? 2 : left > 5 ? 5 : (int)left;
+    ch->retry_ms = left < 2 ? 2 : left > 5 ? 5 : (int)left;
+    if (atomic_load(&p->sb->waiting))
+        return; /* the master holds connections for lack of a free worker */
+    uint64_t mine = atomic_load(&p->slot->sent) - atomic_load(&p->slot->closed);
+    for (int i = 0; i < p->sb->nslots && !ch->to_fewer; i++) {
+        const struct sb_slot *s = &p->sb->slot[i];
+        if (s == p->slot || !balancer_is_free(s))
+            continue;
+        ch->to_free = 1;
+        ch->to_fewer = atomic_load(&s->sent) - atomic_load(&s->closed) + 1 < mine;
+    }
 }
 
 static int give_away(struct mover *mv, struct conn *c)
@@ -193,7 +212,8 @@ static int plan(struct mover *mv, struct watchlist *wl)
 {
     struct conn_pool *p = mv->pool;
     int retry = 0;
-    int wait = NOT_ASKED, moved_one = 0;
+    int asked = 0, moved_one = 0;
+    struct chances ch;
     wl->n = 0;
     watch_add(wl, mv->efd, POLLIN, NULL);
     if (!p->draining)
@@ -207,15 +227,14 @@ static int plan(struct mover *mv, struct watchlist *wl)
         if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && atomic_load(&p->sb->stopping))
             continue; /* a stopping master could only close it: it waits for us */
         if (m == MOVE_NOW) {
-            if (wait == NOT_ASKED)
-                wait = wait_before_moving(mv);
-            if (wait > 0)
-                retry = wait; /* not yet: look again then */
-            else if (wait == MOVE_ONE && moved_one)
-                retry = 2; /* one at a time to a free worker: it may not stay free */
+            if (!asked++)
+                ask(mv, &ch);
+            int client = c->requests > 0;
+            if (!ch.all && !(client ? ch.to_fewer && !moved_one : ch.to_free))
+                retry = client && moved_one ? 2 : ch.retry_ms; /* not yet: look again then */
             else if (give_away(mv, c) < 0)
                 retry = 2; /* the channel is full: try again shortly */
-            else if (wait == MOVE_ONE)
+            else if (!ch.all && client)
                 moved_one = 1;
         } else if (m == MOVE_ON_INPUT && watch_add(wl, c->fd, POLLIN, c) < 0) {
             retry = 2;
@@ -334,6 +353,8 @@ static void *run(void *arg)
         mv->tick = t;
         mv->tick_ms = now;
         mv->tick_valid = valid;
+        if ((seq & 1) && call_age_ms(mv) >= mv->busy_after_ms)
+            judge_slow(mv); /* reads /proc twice more, in long calls only */
         int64_t since = atomic_load(&p->corked_since_ns);
         if ((seq & 1) && since && monotonic_ns() - since >= CONN_CORK_HOLD_NS)
             push_corked(mv, seq);
@@ -361,6 +382,7 @@ int mover_start(struct mover *mv, struct conn_pool *pool, double after, double b
         return -1;
     /* This thread's times, read by the mover (call_age_ms). */
     thread_clock_open(&mv->clock, (long)syscall(SYS_gettid));
+    atomic_store(&pool->slot->slow_call_ms, 0);
     atomic_store(&mv->own, OWN_MAIN);
     /* Every signal stays with the main thread, as in a worker without one. */
     sigset_t all, old;
@@ -376,6 +398,7 @@ int mover_start(struct mover *mv, struct conn_pool *pool, double after, double b
         return -1;
     }
     mv->running = 1;
+    atomic_store(&pool->slot->judges, 1);
     return 0;
 }
 

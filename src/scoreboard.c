@@ -68,6 +68,8 @@ void scoreboard_reset_slot(struct sb_slot *s)
     s->request[0] = '\0';
     s->spawned_ms = 0;
     atomic_store(&s->output_full, 0);
+    atomic_store(&s->judges, 0);
+    atomic_store(&s->slow_call_ms, 0);
     for (int k = 0; k < STATS_NCLASSES; k++)
         atomic_store(&s->by_class[k], 0);
     atomic_store(&s->resp_us_sum, 0);

@@ -202,11 +202,55 @@ static void serve(struct worker *w, struct conn *c)
     }
 }
 
+/* Keep-alive connections stay where they are placed, and a slow call's
+ * waiting connections went to other workers: its own may now own fewer
+ * than the rest for good.  So, at most every SHED_EVERY seconds, a worker
+ * with two or more connections ready gives the last of them that is a
+ * keep-alive client back to the master if another worker, not in a long
+ * call, owns three or more fewer; the master places it there
+ * (dispatch_take, balancer_rather). */
+#define SHED_EVERY 0.01
+
+static void shed_one(struct worker *w)
+{
+    static int all[HUGD_MAX_WORKERS];
+    struct conn_pool *p = &w->pool;
+    if (!w->mover.running || w->draining || !p->ready || !p->ready->ready_next ||
+        ev_now(w->loop) - w->shed_at < SHED_EVERY)
+        return;
+    w->shed_at = ev_now(w->loop);
+    int n = w->sb->nslots < HUGD_MAX_WORKERS ? w->sb->nslots : HUGD_MAX_WORKERS;
+    if (!all[1])
+        for (int i = 0; i < HUGD_MAX_WORKERS; i++)
+            all[i] = i;
+    int64_t slow = (int64_t)(w->cfg->rebalance_busy_after * 1000);
+    int j = balancer_fewest(w->sb, all, n, w->index, monotonic_ms(), slow > 0 ? slow : 1);
+    if (j < 0 || j == w->index)
+        return;
+    const struct sb_slot *t = &w->sb->slot[j];
+    uint64_t theirs = atomic_load(&t->sent) - atomic_load(&t->closed);
+    uint64_t mine = atomic_load(&w->slot->sent) - atomic_load(&w->slot->closed);
+    if (theirs + 2 >= mine)
+        return; /* within two of each other: not worth a move */
+    /* The last that has had a response here: a keep-alive client that
+     * stays.  A new connection was placed by the master just now. */
+    struct conn *last = NULL;
+    for (struct conn *c = p->ready->ready_next; c; c = c->ready_next)
+        if (c->requests)
+            last = c;
+    enum conn_move m = last ? conn_move_plan(last) : MOVE_STAY;
+    if ((m == MOVE_NOW || m == MOVE_ON_INPUT) && conn_give_away(last) == 0) {
+        w->mover.moved = 1; /* on_check lets go of it */
+        log_debug("moved a connection from %s: worker %d owns fewer", last->peer_addr, j);
+    }
+}
+
 static void run_ready(struct worker *w)
 {
     struct conn_pool *p = &w->pool;
     if (!p->ready)
         return;
+    shed_one(w);
     w->told_free = 0; /* busy now: free again later, and say so again */
     struct conn *c;
     while ((c = conn_next_ready(p)))

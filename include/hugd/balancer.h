@@ -20,23 +20,27 @@
 #include "hugd/scoreboard.h"
 
 int balancer_is_free(const struct sb_slot *s);
+
+/* Is the worker in a call that has lasted slow_ms?  Its mover's judgement
+ * where it has one (sb_slot.judges), else the wall time since it began. */
+int balancer_in_long_call(const struct sb_slot *s, int64_t now_ms, int64_t slow_ms);
 int balancer_pick(const struct scoreboard *sb, const int *live, int nlive, int start);
 
-/* Where a connection the master holds goes when a worker (prefer) reports
- * free: the worker that owns the fewest connections, busy or not, among
- * those that take connections and are not in a call that has lasted
- * slow_ms (busy_since_ms against now_ms); prefer on a tie.  A keep-alive
+/* The worker that owns the fewest connections, busy or not, among those
+ * that take connections and are not in a call that has lasted slow_ms
+ * (balancer_in_long_call); prefer on a tie.  A keep-alive
  * connection stays where it is placed, so placing it by who happened to
  * report first would leave some workers with more clients than others,
  * and those clients waiting longer for every request.  -1: none. */
 int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int prefer,
                     int64_t now_ms, int64_t slow_ms);
 
-/* Where a new connection goes: the free worker balancer_pick chooses,
- * unless another that is not in a long call (balancer_fewest) would still
- * own fewer connections than it once it had this one; then that one, busy
- * or not.  -1: nobody is free (the caller queues it). */
-int balancer_place(const struct scoreboard *sb, const int *live, int nlive, int start,
-                   int64_t now_ms, int64_t slow_ms);
+/* i, unless another worker that is not in a long call (balancer_fewest)
+ * would still own fewer connections than i once it had this one; then
+ * that one, busy or not.  For a connection held for lack of a free worker
+ * when i reports free: under connection-per-request load counts stay low
+ * and the worker that asked wins, as late binding would have it. */
+int balancer_rather(const struct scoreboard *sb, const int *live, int nlive, int i, int64_t now_ms,
+                    int64_t slow_ms);
 
 #endif

@@ -56,6 +56,14 @@ struct sb_slot {
     _Atomic uint64_t resp_us_sum;              /* request start to response out, microseconds */
     _Atomic uint64_t resp_us_max;
     _Atomic uint64_t resp_hist[STATS_NBUCKETS]; /* per bucket of stats_bucket_le */
+
+    /* Worker-written by its mover (mover.c), appended like the above:
+     * whether a call is long is the mover's judgement (the time it ran or
+     * slept, threadclock.h), which the master cannot make from wall time
+     * on a machine with more workers than CPUs.  judges: the mover runs;
+     * slow_call_ms: the busy_since_ms of the call it found slow, else 0. */
+    _Atomic int judges;
+    _Atomic int64_t slow_call_ms;
 } __attribute__((aligned(64)));
 
 /* Master-written, master-read: what the stats add up over workers that are

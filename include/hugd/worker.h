@@ -37,6 +37,7 @@ struct worker {
     void *py_thread; /* PyThreadState* while the loop waits in poll */
     int output_full; /* past max_pending_output: the scoreboard says so */
     int64_t output_warned_ms;
+    double shed_at; /* ev_now of the last look for a worker owning fewer (shed_one) */
     struct mover mover;
 };
 

@@ -77,22 +77,42 @@ static void fewest(void)
     CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 3);
     atomic_store(&sb->slot[0].output_full, 0);
     CHECK_INT(balancer_fewest(sb, live, 4, 3, now, slow), 0);
-    /* A new connection: the free worker, unless one not in a long call
-     * would own fewer even after taking it. */
+    /* A held connection when worker 2 reports free: 2, unless one not in
+     * a long call would own fewer even after taking it. */
     for (int i = 0; i < 4; i++) {
         worker(sb, i, SB_BUSY, 8, 8, 0);
         atomic_store(&sb->slot[i].busy_since_ms, now - 1);
     }
-    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), -1); /* nobody free */
     worker(sb, 2, SB_IDLE, 9, 9, 0);
     atomic_store(&sb->slot[2].busy_since_ms, 0);
-    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 2); /* 9 against 8: free wins */
+    CHECK_INT(balancer_rather(sb, live, 4, 2, now, slow), 2); /* 9 against 8: free wins */
     worker(sb, 2, SB_IDLE, 10, 10, 0);
-    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 0); /* 10 against 8 */
-    atomic_store(&sb->slot[0].busy_since_ms, now - slow);    /* 0 is in a long call */
-    CHECK_INT(balancer_place(sb, live, 4, 0, now, slow), 1);
-    /* Only live slots are looked at. */
+    CHECK_INT(balancer_rather(sb, live, 4, 2, now, slow), 0); /* 10 against 8 */
+    atomic_store(&sb->slot[0].busy_since_ms, now - slow);     /* 0 is in a long call */
+    CHECK_INT(balancer_rather(sb, live, 4, 2, now, slow), 1);
+    /* Where the worker's mover judges its calls, its judgement counts,
+     * not the wall time: 1 in a call 50 ms old but not found slow (it
+     * waited for a CPU) takes it; once found slow, 0 (8, first of the
+     * rest). */
     atomic_store(&sb->slot[0].busy_since_ms, 0);
+    worker(sb, 1, SB_BUSY, 5, 5, 0);
+    atomic_store(&sb->slot[1].busy_since_ms, now - 50);
+    atomic_store(&sb->slot[1].judges, 1);
+    worker(sb, 3, SB_BUSY, 8, 8, 0);
+    CHECK_INT(balancer_in_long_call(&sb->slot[1], now, slow), 0);
+    CHECK_INT(balancer_rather(sb, live, 4, 2, now, slow), 1);
+    atomic_store(&sb->slot[1].slow_call_ms, now - 50);
+    CHECK_INT(balancer_in_long_call(&sb->slot[1], now, slow), 1);
+    CHECK_INT(balancer_rather(sb, live, 4, 2, now, slow), 0);
+    /* A judgement of an earlier call says nothing of this one. */
+    atomic_store(&sb->slot[1].busy_since_ms, now - 49);
+    CHECK_INT(balancer_in_long_call(&sb->slot[1], now, slow), 0);
+    /* Not in the application: never in a long call. */
+    atomic_store(&sb->slot[1].busy_since_ms, 0);
+    CHECK_INT(balancer_in_long_call(&sb->slot[1], now, slow), 0);
+    atomic_store(&sb->slot[1].judges, 0);
+    worker(sb, 1, SB_BUSY, 8, 8, 0);
+    /* Only live slots are looked at. */
     worker(sb, 6, SB_IDLE, 0, 0, 0);
     CHECK_INT(balancer_fewest(sb, live, 3, 2, now, slow), 0);
     CHECK_INT(balancer_fewest(sb, live, 0, 2, now, slow), -1);
