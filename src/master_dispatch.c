@@ -146,10 +146,9 @@ void dispatch_to(struct master *m, int i)
         !atomic_load(&m->sb->slot[i].accepting))
         return;
     int j = balancer_rather(m->sb, m->live, m->nlive, i, monotonic_ms(), long_call_ms(m));
-    if (m->w[j].pid > 0)
-        i = j;
     struct queued *e = &m->q[m->qhead];
-    if (send_to(m, i, e->fd, &e->msg, e->data) == 0)
+    if ((j != i && m->w[j].pid > 0 && send_to(m, j, e->fd, &e->msg, e->data) == 0) ||
+        send_to(m, i, e->fd, &e->msg, e->data) == 0)
         pop_queue(m);
 }
 

@@ -135,24 +135,37 @@ static int watch_add(struct watchlist *wl, int fd, short events, struct conn *c)
  * call that is short but waited its turn for a CPU is not a slow one, and
  * moving its connections would only queue them in the master, behind
  * workers that are no freer. */
-static int64_t call_age_ms(const struct mover *mv)
+static int64_t call_age_ms(const struct mover *mv, int64_t since)
 {
-    int64_t age = monotonic_ms() - atomic_load(&mv->pool->slot->busy_since_ms);
+    int64_t age = monotonic_ms() - since;
     struct thread_times now;
     if (age < mv->busy_after_ms || !mv->base_valid || thread_clock_read(&mv->clock, &now) < 0)
         return age;
-    int64_t before = atomic_load(&mv->pool->slot->busy_since_ms) - mv->base_ms;
+    int64_t before = since - mv->base_ms;
     return thread_clock_lasted_ms(age, before > 0 ? before : 0, &mv->base, &now,
                                   thread_clock_runnable(&mv->clock));
 }
 
-/* Tell the master that this call is slow (balancer_in_long_call). */
-static void judge_slow(struct mover *mv)
+/* Is the current call slow?  Once it is, the worker's slot says so, for
+ * the master (balancer_in_long_call), until the call ends: a later sample
+ * (computing after a long sleep, say) does not take it back.  *age, if
+ * asked for: how long the call has lasted so far (ms). */
+static int call_is_slow(struct mover *mv, int64_t *age)
 {
     struct sb_slot *slot = mv->pool->slot;
     int64_t since = atomic_load(&slot->busy_since_ms);
-    if (since && atomic_load(&slot->slow_call_ms) != since)
-        atomic_store(&slot->slow_call_ms, since);
+    int64_t a = 0;
+    int slow = 0;
+    if (since) { /* 0: the main thread is out of the application */
+        slow = atomic_load(&slot->slow_call_ms) == since;
+        if (!slow && (a = call_age_ms(mv, since)) >= mv->busy_after_ms) {
+            atomic_store(&slot->slow_call_ms, since);
+            slow = 1;
+        }
+    }
+    if (age)
+        *age = a;
+    return slow;
 }
 
 /* Is moving worth it now?  For every connection once this call has run
@@ -176,9 +189,8 @@ static void ask(struct mover *mv, struct chances *ch)
 {
     struct conn_pool *p = mv->pool;
     memset(ch, 0, sizeof(*ch));
-    int64_t age = call_age_ms(mv);
-    if (age >= mv->busy_after_ms) {
-        judge_slow(mv);
+    int64_t age;
+    if (call_is_slow(mv, &age)) {
         ch->all = 1;
         return;
     }
@@ -214,6 +226,9 @@ static int plan(struct mover *mv, struct watchlist *wl)
     int retry = 0;
     int asked = 0, moved_one = 0;
     struct chances ch;
+    /* Until this call is found slow, look again every 2 ms even if nothing
+     * happens: the master reads the judgement from the slot. */
+    int judged = call_is_slow(mv, NULL);
     wl->n = 0;
     watch_add(wl, mv->efd, POLLIN, NULL);
     if (!p->draining)
@@ -240,6 +255,8 @@ static int plan(struct mover *mv, struct watchlist *wl)
             retry = 2;
         }
     }
+    if (!judged && (!retry || retry > 2))
+        retry = 2;
     return retry ? retry : -1;
 }
 
@@ -353,8 +370,8 @@ static void *run(void *arg)
         mv->tick = t;
         mv->tick_ms = now;
         mv->tick_valid = valid;
-        if ((seq & 1) && call_age_ms(mv) >= mv->busy_after_ms)
-            judge_slow(mv); /* reads /proc twice more, in long calls only */
+        if (seq & 1)
+            call_is_slow(mv, NULL); /* past busy_after of wall time: two more preads */
         int64_t since = atomic_load(&p->corked_since_ns);
         if ((seq & 1) && since && monotonic_ns() - since >= CONN_CORK_HOLD_NS)
             push_corked(mv, seq);

@@ -47,8 +47,8 @@ int thread_clock_read(const struct thread_clock *tc, struct thread_times *t)
         return -1;
     /* "time on a CPU" "time waiting for one" "timeslices", in ns */
     long long on_cpu, waited;
-    if (sscanf(buf, "%lld %lld", &on_cpu, &waited) != 2)
-        return -1;
+    if (sscanf(buf, "%lld %lld", &on_cpu, &waited) != 2 || on_cpu <= 0)
+        return -1; /* "0 0 0": a kernel that keeps no statistics */
     t->on_cpu_ns = on_cpu;
     t->waited_ns = waited;
     return 0;

@@ -207,16 +207,18 @@ static void serve(struct worker *w, struct conn *c)
  * than the rest for good.  So, at most every SHED_EVERY seconds, a worker
  * with two or more connections ready gives the last of them that is a
  * keep-alive client back to the master if another worker, not in a long
- * call, owns three or more fewer; the master places it there
- * (dispatch_take, balancer_rather). */
+ * call, owns three or more fewer.  The master gives it to a free worker
+ * (the fewest-owning of them), or holds it for the first to report free
+ * and then prefers one owning fewer (balancer_rather).  Not while the
+ * master stops: it would close what comes back. */
 #define SHED_EVERY 0.01
 
 static void shed_one(struct worker *w)
 {
     static int all[HUGD_MAX_WORKERS];
     struct conn_pool *p = &w->pool;
-    if (!w->mover.running || w->draining || !p->ready || !p->ready->ready_next ||
-        ev_now(w->loop) - w->shed_at < SHED_EVERY)
+    if (!w->mover.running || w->draining || atomic_load(&w->sb->stopping) || !p->ready ||
+        !p->ready->ready_next || ev_now(w->loop) - w->shed_at < SHED_EVERY)
         return;
     w->shed_at = ev_now(w->loop);
     int n = w->sb->nslots < HUGD_MAX_WORKERS ? w->sb->nslots : HUGD_MAX_WORKERS;

@@ -7,6 +7,7 @@ Server.kill(), which the fixtures in conftest.py always call at teardown.
 import json
 import os
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -25,13 +26,40 @@ SOCK_TIMEOUT = 10.0
 _ALL_SERVERS = []
 
 
-def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    s = socket.socket(family, socket.SOCK_STREAM)
+def _ephemeral_low():
     try:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORT_RNG = random.Random()
+_PORTS_GIVEN = set()
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A port nothing listens on, below the kernel's ephemeral range: a port
+    the kernel hands out for binding to 0 is one it may also give any
+    outgoing connection (the test's own clients, the server's) as its local
+    port before the server under test binds it, which then fails with
+    "address already in use"."""
+    hi = min(_ephemeral_low(), 65536) - 1
+    lo = 10000 if hi > 20000 else 1024
+    for _ in range(500):
+        port = _PORT_RNG.randint(lo, hi)
+        if port in _PORTS_GIVEN:
+            continue
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port in {lo}..{hi}")
 
 
 def have_ipv6_loopback():

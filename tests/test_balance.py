@@ -175,3 +175,5 @@ def test_keepalive_clients_spread_evenly_over_busy_workers(hugd):
     print(f"connections per worker {counts}; {moved} of 32 served by more than one worker;"
           f" {lg.total} requests")
     assert counts[-1] - counts[0] <= 2, (counts, by_conn)
+    # Moving is the exception: a call that waited for a CPU is not slow.
+    assert moved <= 8, (moved, by_conn)

@@ -66,6 +66,10 @@ struct sb_slot {
     _Atomic int64_t slow_call_ms;
 } __attribute__((aligned(64)));
 
+/* An upgrade (USR2) hands the board to a binary that may be newer or
+ * older: fields are only ever appended, within this size. */
+_Static_assert(sizeof(struct sb_slot) == 384, "sb_slot changed size: the layout is shared");
+
 /* Master-written, master-read: what the stats add up over workers that are
  * gone, and the master's own counts.  In the board so that they survive a
  * reload's exec (which keeps the board). */

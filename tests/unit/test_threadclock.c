@@ -66,6 +66,7 @@ static void real_threads(void)
     thread_clock_open(&self, (long)syscall(SYS_gettid));
     if (self.sched_fd < 0) {
         printf("no scheduler statistics in /proc: real threads not checked\n");
+        thread_clock_close(&self);
         return;
     }
     /* This thread runs while it asks. */
@@ -100,6 +101,8 @@ static void real_threads(void)
         asleep = thread_clock_runnable(&other) == 0;
     CHECK_INT(asleep, 1);
     CHECK_INT(thread_clock_read(&other, &a), 0);
+    /* It has mostly slept: a little CPU time, however long it has lived. */
+    CHECK_INT(a.on_cpu_ns > 0 && a.on_cpu_ns < 1000 * MS, 1);
     atomic_store(&sleeper_go, 1);
     pthread_join(t, NULL);
     thread_clock_close(&other);
