@@ -46,8 +46,9 @@ int thread_clock_read(const struct thread_clock *tc, struct thread_times *t)
     if (read_text(tc->sched_fd, buf, sizeof(buf)) < 0)
         return -1;
     /* "time on a CPU" "time waiting for one" "timeslices", in ns */
-    long long on_cpu, waited;
-    if (sscanf(buf, "%lld %lld", &on_cpu, &waited) != 2 || on_cpu <= 0)
+    long long on_cpu, waited, slices;
+    if (sscanf(buf, "%lld %lld %lld", &on_cpu, &waited, &slices) != 3 ||
+        (on_cpu == 0 && waited == 0 && slices == 0))
         return -1; /* "0 0 0": a kernel that keeps no statistics */
     t->on_cpu_ns = on_cpu;
     t->waited_ns = waited;
@@ -73,8 +74,11 @@ int64_t thread_clock_lasted_ms(int64_t wall_ms, int64_t before_ms, const struct 
     int64_t lasted = wall_ms;
     if (runnable == 1)
         lasted = (now->on_cpu_ns - base->on_cpu_ns) / 1000000 - before_ms;
-    else if (runnable == 0)
-        lasted = wall_ms - (now->waited_ns - base->waited_ns) / 1000000;
+    else if (runnable == 0) {
+        /* Waits for a CPU in the before_ms were not this call's either. */
+        int64_t waited = (now->waited_ns - base->waited_ns) / 1000000 - before_ms;
+        lasted = wall_ms - (waited > 0 ? waited : 0);
+    }
     if (lasted > wall_ms)
         lasted = wall_ms;
     return lasted < 0 ? 0 : lasted;

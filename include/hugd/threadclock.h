@@ -40,8 +40,9 @@ int thread_clock_runnable(const struct thread_clock *tc);
 
 /* How long a call has lasted, in ms: wall_ms of wall time, base the
  * thread's times read before_ms before it began, now its times now,
- * runnable as above.  CPU time the thread may have used in those
- * before_ms is not the call's.  Never more than wall_ms. */
+ * runnable as above.  CPU time the thread may have used, or time it
+ * waited for a CPU, in those before_ms is not the call's.  Never more
+ * than wall_ms. */
 int64_t thread_clock_lasted_ms(int64_t wall_ms, int64_t before_ms, const struct thread_times *base,
                                const struct thread_times *now, int runnable);
 

@@ -29,6 +29,10 @@ static void rule(void)
     now = (struct thread_times){.on_cpu_ns = 100 * MS + 200000, .waited_ns = 53 * MS};
     CHECK_INT(thread_clock_lasted_ms(40, 0, &base, &now, 0), 37);
     CHECK_INT(thread_clock_lasted_ms(300, 0, &base, &now, 0), 297);
+    /* The base read 2 ms before the call: up to 2 ms of those waits came
+     * before it (a sleeping call is not made shorter by them). */
+    CHECK_INT(thread_clock_lasted_ms(40, 2, &base, &now, 0), 39);
+    CHECK_INT(thread_clock_lasted_ms(40, 5, &base, &now, 0), 40);
     /* Unknown state: the wall time. */
     CHECK_INT(thread_clock_lasted_ms(40, 0, &base, &now, -1), 40);
     /* Never more than the wall time (the base came from a tick before the
