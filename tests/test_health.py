@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hugdtest import APPS, build_request, wait_for
+from hugdtest import APPS, build_request, free_port, wait_for
 from loadgen import LoadGen
 
 APP = "supervised_app:application"
@@ -130,14 +130,19 @@ def test_master_waits_for_a_split_health_check_and_passes_on_the_rest(hugd):
 
 
 def test_health_is_503_when_the_queue_is_full(hugd):
-    srv = hugd.start(["-w", "1", "--accept-queue", "2", "--health-path", "/health", APP],
-                     cwd=APPS, workers=1)
+    from test_stats import stats
+    stats_addr = f"127.0.0.1:{free_port()}"
+    srv = hugd.start(["-w", "1", "--accept-queue", "2", "--health-path", "/health",
+                      "--stats-bind", stats_addr, APP], cwd=APPS, workers=1)
     threads, results = start_sleeps(srv, 1, 2)
     held = srv.conn()
     try:
         assert sleeping(srv, 1)
-        held.send(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")  # waits in the queue
-        time.sleep(0.1)
+        # It waits in the master's queue: accepted there, or accepted by the
+        # worker before its call began and handed back once it had a request.
+        held.send(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wait_for(lambda: stats(stats_addr)["master"]["queue"]["now"] == 1, 5), \
+            stats(stats_addr)["master"]
         st, body, r, _ = health(srv)  # the second: the queue is full
         assert (st, body) == (503, b"queue full\n"), r
         assert held.read_response().status == 200
@@ -150,7 +155,6 @@ def test_health_is_503_when_the_queue_is_full(hugd):
 
 
 def test_health_is_503_when_no_worker_is_alive(hugd):
-    from hugdtest import free_port
     port = free_port()
     srv = hugd.spawn(["-w", "1", "-b", f"127.0.0.1:{port}", "--health-path", "/health",
                       "dies_at_fork:application"], cwd=APPS)
