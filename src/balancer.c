@@ -1,11 +1,6 @@
 /* Least-busy choice; see include/hugd/balancer.h. */
 #include "hugd/balancer.h"
 
-static uint64_t owned(const struct sb_slot *s)
-{
-    return atomic_load(&s->sent) - atomic_load(&s->closed);
-}
-
 int balancer_in_long_call(const struct sb_slot *s, int64_t now_ms, int64_t slow_ms)
 {
     int64_t since = atomic_load(&s->busy_since_ms);
@@ -42,7 +37,7 @@ int balancer_pick(const struct scoreboard *sb, const int *live, int nlive, int s
         const struct sb_slot *s = &sb->slot[i];
         if (!balancer_is_free(s))
             continue;
-        uint64_t conns = atomic_load(&s->sent) - atomic_load(&s->closed);
+        uint64_t conns = sb_owned(s);
         if (best < 0 || conns < best_conns) {
             best = i;
             best_conns = conns;
@@ -67,7 +62,7 @@ int balancer_fewest(const struct scoreboard *sb, const int *live, int nlive, int
             continue;
         if (balancer_in_long_call(s, now_ms, slow_ms))
             continue; /* its own connections already wait */
-        uint64_t conns = atomic_load(&s->sent) - atomic_load(&s->closed);
+        uint64_t conns = sb_owned(s);
         if (best < 0 || conns < best_conns || (conns == best_conns && i == prefer)) {
             best = i;
             best_conns = conns;
@@ -80,7 +75,7 @@ int balancer_rather(const struct scoreboard *sb, const int *live, int nlive, int
                     int64_t slow_ms)
 {
     int j = balancer_fewest(sb, live, nlive, i, now_ms, slow_ms);
-    if (j >= 0 && owned(&sb->slot[j]) + 1 < owned(&sb->slot[i]))
+    if (j >= 0 && sb_owned(&sb->slot[j]) + 1 < sb_owned(&sb->slot[i]))
         return j;
     return i;
 }

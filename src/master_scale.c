@@ -59,7 +59,7 @@ static int idlest(struct master *m)
         const struct sb_slot *s = &m->sb->slot[i];
         if (!current(m, i) || m->w[i].replaced_by || atomic_load(&s->state) != SB_IDLE)
             continue;
-        uint64_t held = atomic_load(&s->sent) - atomic_load(&s->closed);
+        uint64_t held = sb_owned(s);
         if (best < 0 || held <= best_held) {
             best = i;
             best_held = held;

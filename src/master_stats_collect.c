@@ -106,7 +106,7 @@ static void worker_of(struct master *m, struct stats_worker *w, int i, int64_t n
     w->pid = (long)m->w[i].pid;
     w->state = state_of(atomic_load(&s->state));
     w->requests = atomic_load(&s->requests);
-    w->conns = atomic_load(&s->sent) - atomic_load(&s->closed);
+    w->conns = sb_owned(s);
     int64_t since = atomic_load(&s->busy_since_ms);
     if (atomic_load(&s->state) == SB_BUSY && since > 0) {
         /* The worker may be writing it: a torn line is possible, an

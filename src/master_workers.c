@@ -295,7 +295,7 @@ void workers_retire_one(struct master *m)
         if (wp->pid <= 0 || wp->retiring || wp->old_gen)
             continue;
         struct sb_slot *s = &m->sb->slot[i];
-        uint64_t load = atomic_load(&s->sent) - atomic_load(&s->closed);
+        uint64_t load = sb_owned(s);
         load = load * 2 + (atomic_load(&s->state) == SB_BUSY);
         if (best < 0 || load < best_load) {
             best = i;

@@ -198,13 +198,13 @@ static void ask(struct mover *mv, struct chances *ch)
     ch->retry_ms = left < 2 ? 2 : left > 5 ? 5 : (int)left;
     if (atomic_load(&p->sb->waiting))
         return; /* the master holds connections for lack of a free worker */
-    uint64_t mine = atomic_load(&p->slot->sent) - atomic_load(&p->slot->closed);
+    uint64_t mine = sb_owned(p->slot);
     for (int i = 0; i < p->sb->nslots && !ch->to_fewer; i++) {
         const struct sb_slot *s = &p->sb->slot[i];
         if (s == p->slot || !balancer_is_free(s))
             continue;
         ch->to_free = 1;
-        ch->to_fewer = atomic_load(&s->sent) - atomic_load(&s->closed) + 1 < mine;
+        ch->to_fewer = sb_owned(s) + 1 < mine;
     }
 }
 

@@ -230,8 +230,8 @@ static void shed_one(struct worker *w)
     if (j < 0 || j == w->index)
         return;
     const struct sb_slot *t = &w->sb->slot[j];
-    uint64_t theirs = atomic_load(&t->sent) - atomic_load(&t->closed);
-    uint64_t mine = atomic_load(&w->slot->sent) - atomic_load(&w->slot->closed);
+    uint64_t theirs = sb_owned(t);
+    uint64_t mine = sb_owned(w->slot);
     if (theirs + 2 >= mine)
         return; /* within two of each other: not worth a move */
     /* The last that has had a response here: a keep-alive client that

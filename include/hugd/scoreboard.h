@@ -70,6 +70,13 @@ struct sb_slot {
  * older: fields are only ever appended, within this size. */
 _Static_assert(sizeof(struct sb_slot) == 384, "sb_slot changed size: the layout is shared");
 
+/* The connections a worker holds: the master's count of those it sent
+ * there, less the worker's of those it has let go of (closed or moved). */
+static inline uint64_t sb_owned(const struct sb_slot *s)
+{
+    return atomic_load(&s->sent) - atomic_load(&s->closed);
+}
+
 /* Master-written, master-read: what the stats add up over workers that are
  * gone, and the master's own counts.  In the board so that they survive a
  * reload's exec (which keeps the board). */
