@@ -59,7 +59,11 @@ static void share_if_idle(struct conn *c)
 }
 
 /* Something to do: after this loop iteration's callbacks the worker's
- * batch advances it (conn_next_ready), one connection at a time. */
+ * batch advances it (conn_next_ready), one connection at a time.  Pushed
+ * at the head because libev calls an iteration's callbacks in the reverse
+ * of epoll's order, and epoll reports descriptors in the order they became
+ * readable: so the batch runs requests in the order they arrived
+ * (tests/test_move.py, arrival order). */
 static void mark_ready(struct conn *c)
 {
     struct conn_pool *p = c->pool;

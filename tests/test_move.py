@@ -1,10 +1,13 @@
 """Moving connections off a worker that is inside the application (the mover
 thread, include/hugd/mover.h): what moves, how fast, that nothing is lost,
 and that the application's own C calls are never interrupted."""
+import fcntl
 import os
 import select
 import signal
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -388,3 +391,37 @@ def test_a_batch_of_short_calls_does_not_hold_its_first_responses(hugd, tmp_path
         assert got[0] < 0.5 * got[-1], [f"{t * 1000:.1f} ms" for t in got]
     finally:
         close_all(conns)
+
+
+def unacked(sock):
+    """Bytes sent on sock that its peer's kernel has not yet acknowledged
+    (SIOCOUTQ): 0 once the server's socket holds all of them."""
+    return struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def test_requests_waiting_for_a_busy_worker_run_in_arrival_order(hugd, tmp_path):
+    """Requests that arrive while a worker is busy run, once it is free, in
+    the order they came (conn.c, mark_ready): the client that has waited
+    longest is not the one served last.  Each is sent only once the one
+    before it is in the server's socket, and the app numbers them as it
+    runs them."""
+    for rnd in range(3):
+        srv, conns = one_worker_batch(hugd, 9)
+        try:
+            z, rest = conns[0], conns[1:]
+            start_slow(srv, z, tmp_path, 0.3, name=f"z{rnd}")
+            for c in rest:
+                c.send(req("/seq"))
+                assert wait_for(lambda: unacked(c.sock) == 0, 5, interval=0.001)
+            z.settimeout(5)
+            assert z.read_response().status == 200
+            order = []
+            for c in rest:
+                c.settimeout(5)
+                r = c.read_response()
+                assert r.status == 200, r
+                order.append(int(r.body.split()[0]))
+            assert order == sorted(order), order
+        finally:
+            close_all(conns)
+            srv.kill()

@@ -5,14 +5,17 @@
                     it rather than guess), then sleeps S seconds
 /poll?ms=N          calls poll(NULL, 0, N) from C, as an extension would:
                     answers "<rc> <errno> <elapsed ms> <pid>"
+/seq                "<n> <pid>": n counts this process's /seq requests
 """
 import ctypes
+import itertools
 import os
 import time
 from urllib.parse import parse_qs
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
+_seq = itertools.count()
 
 
 def application(environ, start_response):
@@ -32,6 +35,8 @@ def application(environ, start_response):
         rc = _libc.poll(None, 0, int(q.get("ms", "300")))
         err = ctypes.get_errno()
         body = f"{rc} {err} {(time.monotonic() - t0) * 1000:.0f} {pid}"
+    elif path == "/seq":
+        body = f"{next(_seq)} {pid}"
     else:
         body = f"{pid}"
     data = body.encode()
