@@ -62,8 +62,9 @@ static void share_if_idle(struct conn *c)
  * batch advances it (conn_next_ready), one connection at a time.  Pushed
  * at the head because libev calls an iteration's callbacks in the reverse
  * of epoll's order, and epoll reports descriptors in the order they became
- * readable: so the batch runs requests in the order they arrived
- * (tests/test_move.py, arrival order). */
+ * readable: so connections that became readable while the worker was busy
+ * run in the order their requests arrived (tests/test_move.py, arrival
+ * order).  Those the channel brings (conn_start) keep no such order. */
 static void mark_ready(struct conn *c)
 {
     struct conn_pool *p = c->pool;
